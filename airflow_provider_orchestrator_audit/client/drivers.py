@@ -1,0 +1,212 @@
+"""The thin synchronous and asynchronous clients: they carry out the steps of :mod:`.exchanges`."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import httpx
+
+from airflow_provider_orchestrator_audit.client.exchanges import (
+    AuditLogQuery,
+    Exchange,
+    NeedToken,
+    Send,
+    Sleep,
+    fetch_audit_page,
+    request_token,
+)
+from airflow_provider_orchestrator_audit.client.retry import RetryPolicy
+from airflow_provider_orchestrator_audit.client.settings import ConnectionSettings
+from airflow_provider_orchestrator_audit.client.tokens import TokenCache
+from airflow_provider_orchestrator_audit.models import AuditLogPage
+
+__all__ = ["AsyncOrchestratorAuditClient", "OrchestratorAuditClient"]
+
+T = TypeVar("T")
+SecretSink = Callable[[str], None]
+
+
+def _limits(max_connections: int) -> httpx.Limits:
+    return httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+
+
+def _timeout(settings: ConnectionSettings) -> httpx.Timeout:
+    return httpx.Timeout(settings.timeout, connect=min(settings.timeout, 30.0))
+
+
+class OrchestratorAuditClient:
+    """
+    A thread-safe synchronous client for one organization's audit API.
+
+    :param settings: the checked connection settings.
+    :param retry_policy: retries for every request; the default retries 429, 5xx and transport errors.
+    :param max_connections: connections kept to the server; as many threads may share the client.
+    :param on_new_secret: called with every new access token before it is used, so that it can be
+        registered with a log masker.
+    """
+
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        retry_policy: RetryPolicy | None = None,
+        *,
+        max_connections: int = 16,
+        on_new_secret: SecretSink | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.settings = settings
+        self.retry_policy = retry_policy or RetryPolicy()
+        self._on_new_secret = on_new_secret
+        self._http = httpx.Client(
+            verify=settings.verify, timeout=_timeout(settings), limits=_limits(max_connections), transport=transport
+        )
+        self._tokens = TokenCache()
+        # One lock around "read cache, else request a token": concurrent callers share one token request.
+        self._token_lock = threading.Lock()
+
+    def get_audit_logs(
+        self,
+        top: int,
+        skip: int = 0,
+        sort_by: str | None = "createdOn",
+        sort_order: str | None = "desc",
+        language: str | None = None,
+        api_version: str | None = None,
+    ) -> AuditLogPage:
+        """One page of audit entries; see :class:`~.exchanges.AuditLogQuery` for the parameters."""
+        query = AuditLogQuery(top, skip, sort_by, sort_order, language, api_version)
+        return self._run(fetch_audit_page(self.settings, self.retry_policy, query))
+
+    def access_token(self) -> str:
+        """The bearer token the next request will carry (the personal access token in PAT mode)."""
+        return self.settings.access_token or self._bearer(None)
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: tuple[type[BaseException], BaseException, TracebackType] | Any) -> None:
+        self.close()
+
+    def _run(self, exchange: Exchange[T]) -> T:
+        reply: Any = None
+        while True:
+            try:
+                step = exchange.send(reply)
+            except StopIteration as done:
+                return done.value
+            if isinstance(step, Send):
+                try:
+                    reply = self._http.send(step.request)
+                except httpx.TransportError as error:
+                    reply = error
+            elif isinstance(step, Sleep):
+                time.sleep(step.seconds)
+                reply = None
+            elif isinstance(step, NeedToken):
+                reply = self._bearer(step.rejected)
+
+    def _bearer(self, rejected: str | None) -> str:
+        with self._token_lock:
+            token = self._tokens.get(unless=rejected)
+            if token is None:
+                grant = self._run(request_token(self.settings, self.retry_policy))
+                if self._on_new_secret:
+                    self._on_new_secret(grant.access_token)
+                self._tokens.store(grant.access_token, grant.expires_in)
+                token = grant.access_token
+            return token
+
+
+class AsyncOrchestratorAuditClient:
+    """
+    The asyncio twin of :class:`OrchestratorAuditClient`, for triggers and concurrent exports.
+
+    :param on_new_secret: as for the synchronous client; may be a coroutine function.
+    """
+
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        retry_policy: RetryPolicy | None = None,
+        *,
+        max_connections: int = 16,
+        on_new_secret: Callable[[str], Awaitable[None] | None] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.settings = settings
+        self.retry_policy = retry_policy or RetryPolicy()
+        self._on_new_secret = on_new_secret
+        self._http = httpx.AsyncClient(
+            verify=settings.verify, timeout=_timeout(settings), limits=_limits(max_connections), transport=transport
+        )
+        self._tokens = TokenCache()
+        self._token_lock: asyncio.Lock | None = None
+
+    async def get_audit_logs(
+        self,
+        top: int,
+        skip: int = 0,
+        sort_by: str | None = "createdOn",
+        sort_order: str | None = "desc",
+        language: str | None = None,
+        api_version: str | None = None,
+    ) -> AuditLogPage:
+        """One page of audit entries; see :class:`~.exchanges.AuditLogQuery` for the parameters."""
+        query = AuditLogQuery(top, skip, sort_by, sort_order, language, api_version)
+        return await self._run(fetch_audit_page(self.settings, self.retry_policy, query))
+
+    async def access_token(self) -> str:
+        """The bearer token the next request will carry (the personal access token in PAT mode)."""
+        return self.settings.access_token or await self._bearer(None)
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
+
+    async def _run(self, exchange: Exchange[T]) -> T:
+        reply: Any = None
+        while True:
+            try:
+                step = exchange.send(reply)
+            except StopIteration as done:
+                return done.value
+            if isinstance(step, Send):
+                try:
+                    reply = await self._http.send(step.request)
+                except httpx.TransportError as error:
+                    reply = error
+            elif isinstance(step, Sleep):
+                await asyncio.sleep(step.seconds)
+                reply = None
+            elif isinstance(step, NeedToken):
+                reply = await self._bearer(step.rejected)
+
+    async def _bearer(self, rejected: str | None) -> str:
+        if self._token_lock is None:  # created lazily: it must belong to the running event loop
+            self._token_lock = asyncio.Lock()
+        async with self._token_lock:
+            token = self._tokens.get(unless=rejected)
+            if token is None:
+                grant = await self._run(request_token(self.settings, self.retry_policy))
+                if self._on_new_secret:
+                    result = self._on_new_secret(grant.access_token)
+                    if isinstance(result, Awaitable):
+                        await result
+                self._tokens.store(grant.access_token, grant.expires_in)
+                token = grant.access_token
+            return token

@@ -1,0 +1,108 @@
+"""When to try a request again, and how long to wait first."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+
+__all__ = ["RETRYABLE_STATUSES", "RetryPolicy", "RetryState", "parse_retry_after"]
+
+#: 429 is throttling; the 5xx are gateway and server hiccups that usually pass.
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """
+    Bounded retries with exponential backoff and full jitter.
+
+    :param max_attempts: attempts per request, the first included.
+    :param max_elapsed: seconds a request may take over all its attempts and waits; a wait that
+        would end past it is not started.
+    :param backoff_base: the first backoff ceiling in seconds; it doubles with each retry.
+    :param backoff_max: the largest backoff ceiling in seconds.
+    :param max_retry_after: the longest ``Retry-After`` honoured; a longer one fails the request.
+    """
+
+    max_attempts: int = 8
+    max_elapsed: float = 600.0
+    backoff_base: float = 0.5
+    backoff_max: float = 30.0
+    max_retry_after: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts}")
+        if self.max_elapsed <= 0 or self.backoff_base < 0 or self.backoff_max < 0:
+            raise ValueError("max_elapsed must be positive and backoff times non-negative")
+
+    def backoff(self, retry_number: int, rng: Callable[[], float] = random.random) -> float:
+        """Full-jitter backoff before retry ``retry_number`` (1 for the first retry)."""
+        ceiling = min(self.backoff_max, self.backoff_base * 2 ** (retry_number - 1))
+        return ceiling * rng()
+
+    def start(self, clock: Callable[[], float] = time.monotonic) -> RetryState:
+        """Begin counting attempts for one request."""
+        return RetryState(self, clock, clock())
+
+
+@dataclass
+class RetryState:
+    """The attempts made so far for one request."""
+
+    policy: RetryPolicy
+    clock: Callable[[], float] = field(repr=False)
+    started: float
+    attempts: int = 0
+
+    def next_wait(self, retry_after: float | None) -> tuple[float | None, str]:
+        """
+        Count a failed attempt and return how long to wait before the next one.
+
+        :param retry_after: the server's ``Retry-After`` in seconds, if it gave one.
+        :return: ``(seconds, "")`` to retry, or ``(None, reason)`` when the request must fail.
+        """
+        self.attempts += 1
+        policy = self.policy
+        if self.attempts >= policy.max_attempts:
+            return None, f"gave up after {self.attempts} attempts"
+        if retry_after is not None and retry_after > policy.max_retry_after:
+            return None, f"the server asked to wait {retry_after:.0f}s, more than max_retry_after={policy.max_retry_after:.0f}s"
+        wait = retry_after if retry_after is not None else policy.backoff(self.attempts)
+        elapsed = self.clock() - self.started
+        if elapsed + wait > policy.max_elapsed:
+            return None, f"gave up after {self.attempts} attempts in {elapsed:.1f}s (max_elapsed={policy.max_elapsed:.0f}s)"
+        return wait, ""
+
+
+def parse_retry_after(header: str | None, body: bytes = b"", now: Callable[[], float] = time.time) -> float | None:
+    """
+    Seconds the server asked us to wait: ``Retry-After`` as seconds or an HTTP-date, else a
+    ``retry_after`` (or ``retryAfter``) number in a JSON body, as some UiPath edges send it.
+    """
+    if header:
+        text = header.strip()
+        try:
+            return max(0.0, float(text))
+        except ValueError:
+            pass
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            when = None
+        if when is not None:
+            return max(0.0, when.timestamp() - now())
+    if body[:1] == b"{":
+        try:
+            document = json.loads(body)
+        except ValueError:
+            return None
+        for key in ("retry_after", "retryAfter", "Retry-After"):
+            value = document.get(key) if isinstance(document, dict) else None
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return max(0.0, float(value))
+    return None

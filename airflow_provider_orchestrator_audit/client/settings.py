@@ -1,0 +1,169 @@
+"""What an ``orchestrator_audit`` Airflow connection says, checked and normalised."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit
+
+from airflow_provider_orchestrator_audit.exceptions import OrchestratorConfigError
+
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
+
+__all__ = ["CONN_TYPE", "DEFAULT_SCOPE", "DEFAULT_TIMEOUT", "ConnectionSettings"]
+
+CONN_TYPE = "orchestrator_audit"
+DEFAULT_SCOPE = "PM.Audit.Read"
+DEFAULT_TIMEOUT = 60.0
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """
+    Everything needed to talk to one organization's audit API.
+
+    :param conn_id: the Airflow connection id, named in every error message.
+    :param base_url: scheme and host (and port, and a path prefix if any), without a trailing slash.
+    :param organization: the ``{organizationName}`` path segment.
+    :param client_id: the external application's client id (OAuth2 client credentials).
+    :param client_secret: its client secret.
+    :param access_token: a personal access token; when set, no token request is made.
+    :param scope: the scopes asked for, space separated.
+    :param token_url: the identity server's token endpoint.
+    :param verify: verify TLS certificates (bool) or the path of a CA bundle.
+    :param timeout: seconds for connecting and for each read.
+    """
+
+    conn_id: str
+    base_url: str
+    organization: str
+    client_id: str | None = None
+    client_secret: str | None = field(default=None, repr=False)
+    access_token: str | None = field(default=None, repr=False)
+    scope: str = DEFAULT_SCOPE
+    token_url: str = ""
+    verify: bool | str = True
+    timeout: float = DEFAULT_TIMEOUT
+
+    def __post_init__(self) -> None:
+        if not self.token_url:
+            object.__setattr__(self, "token_url", f"{self.base_url}/identity_/connect/token")
+
+    @property
+    def uses_personal_access_token(self) -> bool:
+        """True when a personal access token is sent as the bearer token."""
+        return bool(self.access_token)
+
+    @property
+    def audit_logs_url(self) -> str:
+        """``{baseURL}/audit_/api/auditlogs`` where ``baseURL`` is ``{host}/{organization}``."""
+        return f"{self.base_url}/{quote(self.organization, safe='')}/audit_/api/auditlogs"
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The values that must never appear in a log line."""
+        return tuple(value for value in (self.client_secret, self.access_token) if value)
+
+    @classmethod
+    def from_connection(cls, conn: Connection) -> ConnectionSettings:
+        """
+        Read and check an Airflow connection.
+
+        :raises OrchestratorConfigError: naming the field at fault and how to fix it.
+        """
+        conn_id = conn.conn_id or CONN_TYPE
+        extra = _extra_dict(conn)
+
+        def problem(text: str) -> OrchestratorConfigError:
+            return OrchestratorConfigError(f"Connection {conn_id!r}: {text}")
+
+        base_url = _base_url(conn, problem)
+        organization = (_extra_value(extra, "organization") or "").strip().strip("/")
+        if not organization:
+            raise problem(
+                "extra 'organization' is required: the organization name that follows the host in your "
+                "Orchestrator URL, e.g. 'acme' for https://cloud.uipath.com/acme"
+            )
+        access_token = _extra_value(extra, "access_token") or None
+        client_id = conn.login or None
+        client_secret = conn.password or None
+        if not access_token and not (client_id and client_secret):
+            raise problem(
+                "no credentials: set Login/Password to the external application's client id and client "
+                "secret, or set extra 'access_token' to a personal access token"
+            )
+        token_url = (_extra_value(extra, "token_url") or "").strip().rstrip("/")
+        if token_url and urlsplit(token_url).scheme not in ("http", "https"):
+            raise problem(f"extra 'token_url' must be an http(s) URL, got {token_url!r}")
+        return cls(
+            conn_id=conn_id,
+            base_url=base_url,
+            organization=organization,
+            client_id=client_id,
+            client_secret=client_secret,
+            access_token=access_token,
+            scope=(_extra_value(extra, "scope") or DEFAULT_SCOPE).strip(),
+            token_url=token_url,
+            verify=_verify(_extra_value(extra, "verify"), problem),
+            timeout=_timeout(_extra_value(extra, "timeout"), problem),
+        )
+
+
+def _extra_dict(conn: Connection) -> dict[str, Any]:
+    try:
+        return dict(conn.extra_dejson or {})
+    except Exception:  # a malformed extra is reported by Airflow itself; treat it as empty here
+        return {}
+
+
+def _extra_value(extra: dict[str, Any], name: str) -> Any:
+    # Forms of older Airflow UIs stored custom fields with an ``extra__<conn_type>__`` prefix.
+    value = extra.get(name)
+    if value in (None, ""):
+        value = extra.get(f"extra__{CONN_TYPE}__{name}")
+    return None if value == "" else value
+
+
+def _base_url(conn: Connection, problem: Any) -> str:
+    host = (conn.host or "").strip().rstrip("/")
+    if not host:
+        raise problem("Host is empty: set it to your Orchestrator base URL, e.g. https://cloud.uipath.com")
+    if "://" not in host:
+        scheme = (conn.schema or "https").strip().lower()
+        if scheme not in ("http", "https"):
+            scheme = "https"
+        host = f"{scheme}://{host}"
+    parts = urlsplit(host)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise problem(f"Host {host!r} is not an http(s) URL; set it like https://cloud.uipath.com")
+    if conn.port and parts.port is None:
+        host = f"{parts.scheme}://{parts.netloc}:{conn.port}{parts.path}"
+    return host
+
+
+def _verify(value: Any, problem: Any) -> bool | str:
+    if value is None or isinstance(value, bool):
+        return True if value is None else value
+    text = str(value).strip()
+    if text.lower() in _TRUE:
+        return True
+    if text.lower() in _FALSE:
+        return False
+    if not text:
+        return True
+    return text  # a CA bundle path; httpx reports a missing file with its path
+
+
+def _timeout(value: Any, problem: Any) -> float:
+    if value is None:
+        return DEFAULT_TIMEOUT
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise problem(f"extra 'timeout' must be a number of seconds, got {value!r}") from None
+    if not seconds > 0:
+        raise problem(f"extra 'timeout' must be greater than 0, got {value!r}")
+    return seconds

@@ -1,0 +1,90 @@
+"""Provider metadata that Airflow reads through the ``apache_airflow_provider`` entry point.
+
+The connection form is declared here (``conn-fields`` and ``ui-field-behaviour``) so that Airflow 3's
+UI can build it without importing the hook.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["get_provider_info"]
+
+_NULLABLE_STRING = ["string", "null"]
+_INTEGRATION = "UiPath Orchestrator"
+
+
+def _connection_form() -> dict[str, Any]:
+    return {
+        "connection-type": "orchestrator_audit",
+        "hook-class-name": "airflow_provider_orchestrator_audit.hooks.orchestrator_audit.OrchestratorAuditHook",
+        "hook-name": "UiPath Orchestrator Audit",
+        "conn-fields": {
+            "organization": {
+                "label": "Organization",
+                "description": "The organization name in your Orchestrator URL: 'acme' for https://cloud.uipath.com/acme. Required.",
+                "schema": {"type": _NULLABLE_STRING},
+            },
+            "scope": {
+                "label": "Scope",
+                "description": "OAuth2 scopes to request, space separated.",
+                "schema": {"type": _NULLABLE_STRING, "default": "PM.Audit.Read"},
+            },
+            "token_url": {
+                "label": "Token URL",
+                "description": "Identity server token endpoint. Default: <Base URL>/identity_/connect/token; "
+                "standalone Orchestrator uses https://<server>/identity/connect/token.",
+                "schema": {"type": _NULLABLE_STRING},
+            },
+            "access_token": {
+                "label": "Personal access token",
+                "description": "Sent as the bearer token instead of the client-credentials grant; leave Client ID and Client secret empty.",
+                "schema": {"type": _NULLABLE_STRING, "format": "password"},
+            },
+            "verify": {
+                "label": "Verify TLS",
+                "description": "true, false, or the path of a CA bundle file.",
+                "schema": {"type": _NULLABLE_STRING, "default": "true"},
+            },
+            "timeout": {
+                "label": "Timeout (seconds)",
+                "description": "Connect and read timeout of each request.",
+                "schema": {"type": ["number", "null"], "default": 60},
+            },
+        },
+        "ui-field-behaviour": {
+            "hidden-fields": ["schema", "port"],
+            "relabeling": {"host": "Base URL", "login": "Client ID", "password": "Client secret"},
+            "placeholders": {
+                "host": "https://cloud.uipath.com",
+                "login": "client id of the external application",
+                "password": "client secret of the external application",
+                "organization": "acme",
+                "token_url": "https://cloud.uipath.com/identity_/connect/token",
+                "scope": "PM.Audit.Read",
+            },
+        },
+    }
+
+
+def get_provider_info() -> dict[str, Any]:
+    """What this provider offers: hooks, operators, sensors, triggers and its connection type."""
+    return {
+        "package-name": "airflow-provider-orchestrator-audit",
+        "name": "UiPath Orchestrator Audit",
+        "description": "Export UiPath Orchestrator audit logs to S3 as JSON lines, exactly once per window.",
+        "integrations": [
+            {
+                "integration-name": _INTEGRATION,
+                "external-doc-url": "https://docs.uipath.com/orchestrator/",
+                "tags": ["service"],
+            }
+        ],
+        "hooks": [
+            {
+                "integration-name": _INTEGRATION,
+                "python-modules": ["airflow_provider_orchestrator_audit.hooks.orchestrator_audit"],
+            }
+        ],
+        "connection-types": [_connection_form()],
+    }

@@ -1,0 +1,192 @@
+"""Airflow hooks for UiPath Orchestrator's audit-log API."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+from airflow.sdk import BaseHook
+
+from airflow_provider_orchestrator_audit.client.drivers import AsyncOrchestratorAuditClient, OrchestratorAuditClient
+from airflow_provider_orchestrator_audit.client.retry import RetryPolicy
+from airflow_provider_orchestrator_audit.client.settings import CONN_TYPE, ConnectionSettings
+from airflow_provider_orchestrator_audit.exceptions import OrchestratorAuditError
+from airflow_provider_orchestrator_audit.models import AuditLogPage
+
+__all__ = ["OrchestratorAuditAsyncHook", "OrchestratorAuditHook"]
+
+
+def _mask(secret: str) -> None:
+    from airflow.sdk.log import mask_secret
+
+    mask_secret(secret)
+
+
+async def _amask(secret: str) -> None:
+    from airflow.sdk.log import amask_secret
+
+    await amask_secret(secret)
+
+
+class OrchestratorAuditHook(BaseHook):
+    """
+    Reads an organization's audit log through ``GET {host}/{organization}/audit_/api/auditlogs``.
+
+    Authenticates with the client-credentials grant of an external application (Login = client id,
+    Password = client secret) or with a personal access token (extra ``access_token``). Tokens are
+    cached until shortly before they expire and shared by all threads using the hook; a 401 triggers
+    one refresh and one retry. 429 (honouring ``Retry-After``), 5xx and transport errors are retried
+    with exponential backoff and jitter, within ``retry_policy``'s bounds.
+
+    :param orchestrator_conn_id: the ``orchestrator_audit`` connection to use.
+    :param retry_policy: attempts, backoff and time budget of each request.
+    :param max_connections: HTTP connections kept open, the most concurrent requests.
+    """
+
+    conn_name_attr = "orchestrator_conn_id"
+    default_conn_name = "orchestrator_audit_default"
+    conn_type = CONN_TYPE
+    hook_name = "UiPath Orchestrator Audit"
+
+    def __init__(
+        self,
+        orchestrator_conn_id: str = default_conn_name,
+        *,
+        retry_policy: RetryPolicy | None = None,
+        max_connections: int = 16,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.orchestrator_conn_id = orchestrator_conn_id
+        self.retry_policy = retry_policy or RetryPolicy()
+        self.max_connections = max_connections
+
+    @cached_property
+    def settings(self) -> ConnectionSettings:
+        """The connection, read once and checked."""
+        settings = ConnectionSettings.from_connection(self.get_connection(self.orchestrator_conn_id))
+        for secret in settings.secrets:
+            _mask(secret)
+        return settings
+
+    @cached_property
+    def client(self) -> OrchestratorAuditClient:
+        """The thread-safe HTTP client; it holds the token cache and the connection pool."""
+        return OrchestratorAuditClient(
+            self.settings, self.retry_policy, max_connections=self.max_connections, on_new_secret=_mask
+        )
+
+    def get_conn(self) -> OrchestratorAuditClient:
+        """The HTTP client (Airflow's generic hook accessor)."""
+        return self.client
+
+    def get_audit_logs(
+        self,
+        top: int,
+        skip: int = 0,
+        sort_by: str | None = "createdOn",
+        sort_order: str | None = "desc",
+        language: str | None = None,
+        api_version: str | None = None,
+    ) -> AuditLogPage:
+        """
+        One page of audit entries.
+
+        :param top: at most this many entries (the server may return fewer).
+        :param skip: skip the first ``skip`` entries of the ordering.
+        :param sort_by: the entry property to sort by; ``createdOn`` is the one that pages reliably.
+        :param sort_order: ``asc`` or ``desc``.
+        :param language: display language, e.g. ``en``.
+        :param api_version: sent as ``api-version`` when given.
+        :return: ``total_count`` and the entries, every field kept.
+        """
+        return self.client.get_audit_logs(top, skip, sort_by, sort_order, language, api_version)
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Get a token and one audit entry; used by the Test button of the connection form."""
+        try:
+            page = self.get_audit_logs(top=1)
+        except (OrchestratorAuditError, ValueError) as error:
+            return False, str(error)
+        finally:
+            self.close()
+        settings = self.settings
+        return True, (
+            f"Connected to organization {settings.organization!r} at {settings.base_url}: "
+            f"{page.total_count} audit entries"
+        )
+
+    def close(self) -> None:
+        """Close the HTTP connections (the token cache goes with them)."""
+        client = self.__dict__.pop("client", None)
+        if client is not None:
+            client.close()
+
+
+class OrchestratorAuditAsyncHook(BaseHook):
+    """
+    The asyncio twin of :class:`OrchestratorAuditHook`, for triggers.
+
+    Reads its connection with ``aget_connection`` so the triggerer's event loop is never blocked, and
+    shares request building, parsing, retries and error messages with the synchronous hook.
+
+    :param orchestrator_conn_id: the ``orchestrator_audit`` connection to use.
+    :param retry_policy: attempts, backoff and time budget of each request.
+    :param max_connections: HTTP connections kept open, the most concurrent requests.
+    """
+
+    conn_name_attr = "orchestrator_conn_id"
+    default_conn_name = OrchestratorAuditHook.default_conn_name
+    conn_type = CONN_TYPE
+    hook_name = OrchestratorAuditHook.hook_name
+
+    def __init__(
+        self,
+        orchestrator_conn_id: str = default_conn_name,
+        *,
+        retry_policy: RetryPolicy | None = None,
+        max_connections: int = 16,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.orchestrator_conn_id = orchestrator_conn_id
+        self.retry_policy = retry_policy or RetryPolicy()
+        self.max_connections = max_connections
+        self._client: AsyncOrchestratorAuditClient | None = None
+
+    async def get_settings(self) -> ConnectionSettings:
+        """The connection, read without blocking the event loop, and checked."""
+        settings = ConnectionSettings.from_connection(await self.aget_connection(self.orchestrator_conn_id))
+        for secret in settings.secrets:
+            await _amask(secret)
+        return settings
+
+    async def get_client(self) -> AsyncOrchestratorAuditClient:
+        """The asynchronous HTTP client, created on first use."""
+        if self._client is None:
+            self._client = AsyncOrchestratorAuditClient(
+                await self.get_settings(),
+                self.retry_policy,
+                max_connections=self.max_connections,
+                on_new_secret=_amask,
+            )
+        return self._client
+
+    async def get_audit_logs(
+        self,
+        top: int,
+        skip: int = 0,
+        sort_by: str | None = "createdOn",
+        sort_order: str | None = "desc",
+        language: str | None = None,
+        api_version: str | None = None,
+    ) -> AuditLogPage:
+        """One page of audit entries; the parameters are those of :meth:`OrchestratorAuditHook.get_audit_logs`."""
+        client = await self.get_client()
+        return await client.get_audit_logs(top, skip, sort_by, sort_order, language, api_version)
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections."""
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None

@@ -1,0 +1,134 @@
+"""Full-precision audit timestamps.
+
+Orchestrator writes ``createdOn`` with seven fractional digits (100 ns ticks) and an explicit UTC
+offset, e.g. ``2021-10-14T13:10:15.1964174+00:00``. Python's :class:`~datetime.datetime` keeps only
+six, so two distinct entries can collapse onto one ``datetime``. Every comparison in this provider
+therefore uses :data:`Ticks`: an ``int`` counting 100 ns intervals since the Unix epoch in UTC.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timedelta, timezone
+
+__all__ = [
+    "TICKS_PER_SECOND",
+    "Ticks",
+    "TimestampError",
+    "datetime_to_ticks",
+    "format_ticks",
+    "parse_timestamp",
+    "ticks_to_datetime",
+    "to_ticks",
+]
+
+Ticks = int
+TICKS_PER_SECOND = 10_000_000
+_TICKS_PER_MICROSECOND = 10
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+_ISO_RE = re.compile(
+    r"""
+    ^\s*
+    (?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})
+    (?:
+        [Tt\ ]
+        (?P<hour>\d{2}):(?P<minute>\d{2})
+        (?::(?P<second>\d{2})(?:[.,](?P<fraction>\d{1,9}))?)?
+    )?
+    \s*
+    (?P<offset>[Zz]|[+-]\d{2}(?::?\d{2})?)?
+    \s*$
+    """,
+    re.VERBOSE,
+)
+
+
+class TimestampError(ValueError):
+    """A value could not be read as an ISO-8601 timestamp."""
+
+
+def parse_timestamp(value: str, *, assume_utc: bool = True) -> Ticks:
+    """
+    Parse an ISO-8601 timestamp into ticks, keeping up to 7 fractional digits exactly.
+
+    Accepts a ``T`` or space separator, ``Z`` or any ``±HH:MM`` offset, and a date alone (midnight).
+    Digits beyond the seventh (nanoseconds) must be zero: dropping them silently would move a
+    window bound.
+
+    :param value: the text to parse.
+    :param assume_utc: read a timestamp without an offset as UTC; when False, such a value is an error.
+    :raises TimestampError: when the value is not such a timestamp.
+    """
+    match = _ISO_RE.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise TimestampError(
+            f"{value!r} is not an ISO-8601 timestamp; expected e.g. '2026-01-31T13:00:00Z' "
+            "or '2026-01-31T13:00:00.1234567+00:00'"
+        )
+    parts = match.groupdict()
+    fraction = parts["fraction"] or ""
+    if len(fraction) > 7 and fraction[7:].strip("0"):
+        raise TimestampError(
+            f"{value!r} has sub-100ns precision; Orchestrator timestamps carry at most 7 fractional digits"
+        )
+    offset_text = parts["offset"]
+    if offset_text is None and not assume_utc:
+        raise TimestampError(f"{value!r} has no UTC offset; add 'Z' or an offset such as '+00:00'")
+    try:
+        naive = datetime(
+            int(parts["year"]),
+            int(parts["month"]),
+            int(parts["day"]),
+            int(parts["hour"] or 0),
+            int(parts["minute"] or 0),
+            int(parts["second"] or 0),
+        )
+        offset = _parse_offset(offset_text)
+    except ValueError as exc:
+        raise TimestampError(f"{value!r} is not a valid timestamp: {exc}") from None
+    whole_seconds = naive.replace(tzinfo=timezone.utc) - offset
+    ticks = datetime_to_ticks(whole_seconds)
+    return ticks + int((fraction + "0000000")[:7])
+
+
+def _parse_offset(text: str | None) -> timedelta:
+    if text is None or text in ("Z", "z"):
+        return timedelta(0)
+    sign = -1 if text[0] == "-" else 1
+    digits = text[1:].replace(":", "")
+    hours, minutes = int(digits[:2]), int(digits[2:4] or 0)
+    if hours > 23 or minutes > 59:
+        raise ValueError(f"offset {text!r} is out of range")
+    return sign * timedelta(hours=hours, minutes=minutes)
+
+
+def datetime_to_ticks(value: datetime) -> Ticks:
+    """Convert an aware datetime to ticks (a naive one is read as UTC)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    delta = value - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * TICKS_PER_SECOND + delta.microseconds * _TICKS_PER_MICROSECOND
+
+
+def ticks_to_datetime(ticks: Ticks) -> datetime:
+    """Convert ticks to an aware UTC datetime; the seventh digit is truncated."""
+    return _EPOCH + timedelta(microseconds=ticks // _TICKS_PER_MICROSECOND)
+
+
+def format_ticks(ticks: Ticks) -> str:
+    """Format ticks the way Orchestrator does: ``2021-10-14T13:10:15.1964174+00:00``."""
+    seconds, remainder = divmod(ticks, TICKS_PER_SECOND)
+    whole = _EPOCH + timedelta(seconds=seconds)
+    return f"{whole:%Y-%m-%dT%H:%M:%S}.{remainder:07d}+00:00"
+
+
+def to_ticks(value: str | datetime | date) -> Ticks:
+    """Ticks of a string, datetime or date (a date means its midnight in UTC)."""
+    if isinstance(value, datetime):
+        return datetime_to_ticks(value)
+    if isinstance(value, date):
+        return datetime_to_ticks(datetime(value.year, value.month, value.day, tzinfo=timezone.utc))
+    if isinstance(value, str):
+        return parse_timestamp(value)
+    raise TimestampError(f"{value!r} ({type(value).__name__}) is not a timestamp, datetime or date")
