@@ -71,11 +71,17 @@ class RetryState:
         if self.attempts >= policy.max_attempts:
             return None, f"gave up after {self.attempts} attempts"
         if retry_after is not None and retry_after > policy.max_retry_after:
-            return None, f"the server asked to wait {retry_after:.0f}s, more than max_retry_after={policy.max_retry_after:.0f}s"
+            return (
+                None,
+                f"the server asked to wait {retry_after:.0f}s, more than max_retry_after={policy.max_retry_after:.0f}s",
+            )
         wait = retry_after if retry_after is not None else policy.backoff(self.attempts)
         elapsed = self.clock() - self.started
         if elapsed + wait > policy.max_elapsed:
-            return None, f"gave up after {self.attempts} attempts in {elapsed:.1f}s (max_elapsed={policy.max_elapsed:.0f}s)"
+            return (
+                None,
+                f"gave up after {self.attempts} attempts in {elapsed:.1f}s (max_elapsed={policy.max_elapsed:.0f}s)",
+            )
         return wait, ""
 
 

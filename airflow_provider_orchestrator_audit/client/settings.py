@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
@@ -75,10 +76,11 @@ class ConnectionSettings:
         :raises OrchestratorConfigError: naming the field at fault and how to fix it.
         """
         conn_id = conn.conn_id or CONN_TYPE
-        extra = _extra_dict(conn)
 
         def problem(text: str) -> OrchestratorConfigError:
             return OrchestratorConfigError(f"Connection {conn_id!r}: {text}")
+
+        extra = _extra_dict(conn, problem)
 
         base_url = _base_url(conn, problem)
         organization = (_extra_value(extra, "organization") or "").strip().strip("/")
@@ -112,11 +114,21 @@ class ConnectionSettings:
         )
 
 
-def _extra_dict(conn: Connection) -> dict[str, Any]:
-    try:
-        return dict(conn.extra_dejson or {})
-    except Exception:  # a malformed extra is reported by Airflow itself; treat it as empty here
+def _extra_dict(conn: Connection, problem: Any) -> dict[str, Any]:
+    raw = conn.extra
+    if isinstance(raw, dict):
+        return raw
+    if not raw:
         return {}
+    try:
+        extra = json.loads(raw)
+    except ValueError as exc:
+        raise problem(
+            f'Extra is not valid JSON ({exc}); write it as an object like {{"organization": "acme"}}'
+        ) from None
+    if not isinstance(extra, dict):
+        raise problem('Extra must be a JSON object like {"organization": "acme"}')
+    return extra
 
 
 def _extra_value(extra: dict[str, Any], name: str) -> Any:

@@ -13,7 +13,10 @@ from airflow_provider_orchestrator_audit.client.settings import CONN_TYPE, Conne
 from airflow_provider_orchestrator_audit.exceptions import OrchestratorAuditError
 from airflow_provider_orchestrator_audit.models import AuditLogPage
 
-__all__ = ["OrchestratorAuditAsyncHook", "OrchestratorAuditHook"]
+__all__ = ["TEST_CONNECTION_RETRY_POLICY", "OrchestratorAuditAsyncHook", "OrchestratorAuditHook"]
+
+#: The connection form's Test button should answer within seconds, not ride out a long outage.
+TEST_CONNECTION_RETRY_POLICY = RetryPolicy(max_attempts=2, max_elapsed=20.0, max_retry_after=5.0)
 
 
 def _mask(secret: str) -> None:
@@ -103,13 +106,19 @@ class OrchestratorAuditHook(BaseHook):
         return self.client.get_audit_logs(top, skip, sort_by, sort_order, language, api_version)
 
     def test_connection(self) -> tuple[bool, str]:
-        """Get a token and one audit entry; used by the Test button of the connection form."""
+        """
+        Get a token and one audit entry; used by the Test button of the connection form.
+
+        Retries are cut to :data:`TEST_CONNECTION_RETRY_POLICY` so that the button answers in seconds.
+        """
         try:
-            page = self.get_audit_logs(top=1)
+            client = OrchestratorAuditClient(
+                self.settings, TEST_CONNECTION_RETRY_POLICY, max_connections=1, on_new_secret=_mask
+            )
+            with client:
+                page = client.get_audit_logs(top=1)
         except (OrchestratorAuditError, ValueError) as error:
             return False, str(error)
-        finally:
-            self.close()
         settings = self.settings
         return True, (
             f"Connected to organization {settings.organization!r} at {settings.base_url}: "

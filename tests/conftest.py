@@ -1,0 +1,61 @@
+"""Test-wide set-up: an isolated Airflow home, and the local servers the tests talk to."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+
+# Airflow reads its configuration when first imported: point it at a throw-away home before that.
+_AIRFLOW_HOME = tempfile.mkdtemp(prefix="airflow-home-")
+os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
+os.environ.pop("AIRFLOW_CONN_ORCHESTRATOR_AUDIT_DEFAULT", None)
+
+from typing import TYPE_CHECKING  # noqa: E402
+
+import pytest  # noqa: E402
+
+if TYPE_CHECKING:
+    from airflow_provider_orchestrator_audit.testing import LocalOrchestratorServer
+
+CONN_ID = "orchestrator_audit_test"
+
+
+@pytest.fixture(scope="session")
+def orchestrator_server() -> Iterator[LocalOrchestratorServer]:
+    """One local Orchestrator for the session; :func:`orchestrator` resets it for each test."""
+    from airflow_provider_orchestrator_audit.testing import AuditDataset, LocalOrchestratorServer
+
+    with LocalOrchestratorServer(AuditDataset(size=5_000, seed=7)) as server:
+        yield server
+
+
+@pytest.fixture
+def orchestrator(orchestrator_server: LocalOrchestratorServer) -> Iterator[LocalOrchestratorServer]:
+    """The local Orchestrator, with no faults, no drift, no latency and fresh counters."""
+    server = orchestrator_server
+    server.faults.clear()
+    server.revoke_tokens()
+    server.latency_seconds = 0.0
+    server.page_size_cap = None
+    server.arrivals_per_request = 0
+    server.removals_per_request = 0
+    server.token_lifetime_seconds = 3600
+    server.reset_stats()
+    yield server
+    server.faults.clear()
+
+
+def connection_env(conn: dict) -> str:
+    """An Airflow connection as the JSON an ``AIRFLOW_CONN_*`` variable holds."""
+    return json.dumps(conn)
+
+
+@pytest.fixture
+def orchestrator_conn(orchestrator: LocalOrchestratorServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """An ``orchestrator_audit`` connection to the local server, defined the way users do: an env var."""
+    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", connection_env(orchestrator.airflow_connection()))
+    return CONN_ID

@@ -1,0 +1,63 @@
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from airflow_provider_orchestrator_audit.timestamps import (
+    TICKS_PER_SECOND,
+    TimestampError,
+    format_ticks,
+    parse_timestamp,
+    ticks_to_datetime,
+    to_ticks,
+)
+
+
+def test_seven_digits_are_kept_exactly():
+    a = parse_timestamp("2021-10-14T13:10:15.1964174+00:00")
+    b = parse_timestamp("2021-10-14T13:10:15.1964175+00:00")
+    assert b - a == 1
+    assert format_ticks(a) == "2021-10-14T13:10:15.1964174+00:00"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-01-31T14:00:00+01:00",
+        "2026-01-31T13:00:00Z",
+        "2026-01-31 13:00:00+00:00",
+        "2026-01-31T13:00:00.0000000+00:00",
+        "2026-01-31T08:00:00-05:00",
+        "2026-01-31T13:00:00.000000000Z",
+        "2026-01-31T13:00Z",
+    ],
+)
+def test_offsets_and_separators(text):
+    assert parse_timestamp(text) == parse_timestamp("2026-01-31T13:00:00Z")
+
+
+def test_date_only_and_naive_are_utc():
+    assert parse_timestamp("2026-01-31") == to_ticks(date(2026, 1, 31))
+    assert parse_timestamp("2026-01-31T13:00:00") == parse_timestamp("2026-01-31T13:00:00Z")
+    with pytest.raises(TimestampError, match="no UTC offset"):
+        parse_timestamp("2026-01-31T13:00:00", assume_utc=False)
+
+
+@pytest.mark.parametrize(
+    "text", ["yesterday", "", "2026-13-01T00:00:00Z", "2026-01-01T00:00:00.123456789Z", "2026-01-01T25:00:00Z"]
+)
+def test_bad_values_say_what_is_wrong(text):
+    with pytest.raises(TimestampError, match=repr(text)[1:-1][:10] or "timestamp"):
+        parse_timestamp(text)
+
+
+def test_datetimes_round_trip():
+    moment = datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=timezone(timedelta(hours=2)))
+    assert ticks_to_datetime(to_ticks(moment)) == moment
+    assert to_ticks(moment) % 10 == 0
+
+
+@given(st.integers(min_value=0, max_value=4_000_000_000 * TICKS_PER_SECOND))
+def test_format_parse_round_trip(ticks):
+    assert parse_timestamp(format_ticks(ticks)) == ticks
