@@ -1,0 +1,172 @@
+"""
+Run the local Orchestrator audit API from a shell.
+
+    python -m airflow_provider_orchestrator_audit.testing serve --entries 100000 --latency-ms 50
+
+It prints the base URL and an ``export AIRFLOW_CONN_ORCHESTRATOR_AUDIT_DEFAULT=...`` line that points
+Airflow at it, then serves until interrupted (Ctrl-C or SIGTERM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from airflow_provider_orchestrator_audit.testing.dataset import AuditDataset
+from airflow_provider_orchestrator_audit.testing.server import LocalOrchestratorServer
+
+__all__ = ["build_parser", "main"]
+
+_PROG = "python -m airflow_provider_orchestrator_audit.testing"
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: one ``serve`` command with the simulator's settings."""
+    parser = argparse.ArgumentParser(
+        prog=_PROG, description="A local stand-in for UiPath Orchestrator's audit-log API."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser("serve", help="serve the audit-log API and a token endpoint until interrupted")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: %(default)s)")
+    serve.add_argument(
+        "--port", type=_non_negative_int, default=8765, help="port; 0 picks a free one (default: %(default)s)"
+    )
+    serve.add_argument(
+        "--entries", type=_non_negative_int, default=10_000, help="entries visible at start (default: %(default)s)"
+    )
+    serve.add_argument(
+        "--entries-per-hour", type=float, default=3600, help="mean rate of entries over time (default: %(default)s)"
+    )
+    serve.add_argument(
+        "--tie-probability",
+        type=float,
+        default=0.15,
+        help="chance an entry shares the createdOn of the one before (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--seed", type=int, default=0, help="selects the generated log and the tie order (default: %(default)s)"
+    )
+    serve.add_argument(
+        "--latency-ms", type=_non_negative_float, default=0.0, help="delay per audit request in milliseconds"
+    )
+    serve.add_argument(
+        "--page-size-cap", type=_positive_int, default=None, help="most entries per page, whatever top says"
+    )
+    serve.add_argument(
+        "--token-lifetime",
+        type=_positive_int,
+        default=3600,
+        help="access token lifetime in seconds (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--arrivals-per-request", type=_non_negative_int, default=0, help="new entries before each audit page"
+    )
+    serve.add_argument(
+        "--removals-per-request", type=_non_negative_int, default=0, help="expired entries before each audit page"
+    )
+    serve.add_argument(
+        "--throttle-every", type=_positive_int, default=None, help="answer every Nth audit request with 429"
+    )
+    serve.add_argument(
+        "--error-every", type=_positive_int, default=None, help="answer every Nth audit request with a 503"
+    )
+    serve.add_argument(
+        "--reset-every", type=_positive_int, default=None, help="reset the connection of every Nth audit request"
+    )
+    serve.add_argument("--organization", default="acme", help="organization name in the URL (default: %(default)s)")
+    serve.add_argument("--client-id", default="local-client", help="accepted client id (default: %(default)s)")
+    serve.add_argument("--client-secret", default="local-secret", help="accepted client secret (default: %(default)s)")
+    serve.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """
+    Parse the command line and serve until interrupted.
+
+    :param argv: the arguments after the program name; ``sys.argv[1:]`` when None.
+    :return: the process exit status.
+    """
+    args = build_parser().parse_args(argv)
+    try:
+        dataset = AuditDataset(
+            size=args.entries,
+            seed=args.seed,
+            entries_per_hour=args.entries_per_hour,
+            tie_probability=args.tie_probability,
+        )
+        server = LocalOrchestratorServer(
+            dataset,
+            host=args.host,
+            port=args.port,
+            organization=args.organization,
+            client_id=args.client_id,
+            client_secret=args.client_secret,
+            token_lifetime_seconds=args.token_lifetime,
+            latency_seconds=args.latency_ms / 1000,
+            page_size_cap=args.page_size_cap,
+            arrivals_per_request=args.arrivals_per_request,
+            removals_per_request=args.removals_per_request,
+            throttle_every=args.throttle_every,
+            error_every=args.error_every,
+            reset_every=args.reset_every,
+            seed=args.seed,
+            verbose=args.verbose,
+        )
+        server.start()
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    stop = threading.Event()
+
+    def _request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, _request_stop)
+    signal.signal(signal.SIGTERM, _request_stop)
+    connection = json.dumps(server.airflow_connection())
+    print(f"Orchestrator audit API simulator listening on {server.url}")
+    print(f"  audit logs: GET {server.audit_url}  ({dataset.total_count} entries)")
+    print(f"  token:      POST {server.token_url}")
+    print(f"export AIRFLOW_CONN_ORCHESTRATOR_AUDIT_DEFAULT={shlex.quote(connection)}")
+    print("Press Ctrl-C to stop.", flush=True)
+    try:
+        # A timed wait, so the signal handler's set() is noticed promptly on every platform.
+        while not stop.wait(0.5):
+            pass
+    finally:
+        server.stop()
+    print("Stopped.", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
