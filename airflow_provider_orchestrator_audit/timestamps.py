@@ -9,7 +9,7 @@ therefore uses :data:`Ticks`: an ``int`` counting 100 ns intervals since the Uni
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 __all__ = [
     "TICKS_PER_SECOND",
@@ -25,7 +25,8 @@ __all__ = [
 Ticks = int
 TICKS_PER_SECOND = 10_000_000
 _TICKS_PER_MICROSECOND = 10
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_ORDINAL = _EPOCH.toordinal()
 
 _ISO_RE = re.compile(
     r"""
@@ -60,6 +61,24 @@ def parse_timestamp(value: str, *, assume_utc: bool = True) -> Ticks:
     :param assume_utc: read a timestamp without an offset as UTC; when False, such a value is an error.
     :raises TimestampError: when the value is not such a timestamp.
     """
+    if isinstance(value, str) and len(value) == 33 and value[19] == "." and value[27] in "+-":
+        # Orchestrator's own shape, ``2021-10-14T13:10:15.1964174+00:00``: the C parser is ~40x faster
+        # than the regex; it keeps 6 digits, so the fraction is taken from the text itself.
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            parsed = None
+        if parsed is not None and value[20:27].isdigit():
+            offset = parsed.utcoffset() or timedelta(0)
+            seconds = (
+                (parsed.toordinal() - _EPOCH_ORDINAL) * 86_400
+                + parsed.hour * 3600
+                + parsed.minute * 60
+                + parsed.second
+                - offset.days * 86_400
+                - offset.seconds
+            )
+            return seconds * TICKS_PER_SECOND + int(value[20:27])
     match = _ISO_RE.match(value) if isinstance(value, str) else None
     if match is None:
         raise TimestampError(
@@ -87,7 +106,7 @@ def parse_timestamp(value: str, *, assume_utc: bool = True) -> Ticks:
         offset = _parse_offset(offset_text)
     except ValueError as exc:
         raise TimestampError(f"{value!r} is not a valid timestamp: {exc}") from None
-    whole_seconds = naive.replace(tzinfo=timezone.utc) - offset
+    whole_seconds = naive.replace(tzinfo=UTC) - offset
     ticks = datetime_to_ticks(whole_seconds)
     return ticks + int((fraction + "0000000")[:7])
 
@@ -106,7 +125,7 @@ def _parse_offset(text: str | None) -> timedelta:
 def datetime_to_ticks(value: datetime) -> Ticks:
     """Convert an aware datetime to ticks (a naive one is read as UTC)."""
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     delta = value - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * TICKS_PER_SECOND + delta.microseconds * _TICKS_PER_MICROSECOND
 
@@ -128,7 +147,7 @@ def to_ticks(value: str | datetime | date) -> Ticks:
     if isinstance(value, datetime):
         return datetime_to_ticks(value)
     if isinstance(value, date):
-        return datetime_to_ticks(datetime(value.year, value.month, value.day, tzinfo=timezone.utc))
+        return datetime_to_ticks(datetime(value.year, value.month, value.day, tzinfo=UTC))
     if isinstance(value, str):
         return parse_timestamp(value)
     raise TimestampError(f"{value!r} ({type(value).__name__}) is not a timestamp, datetime or date")

@@ -6,7 +6,6 @@ import asyncio
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import httpx
@@ -93,7 +92,7 @@ class OrchestratorAuditClient:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: tuple[type[BaseException], BaseException, TracebackType] | Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def _run(self, exchange: Exchange[T]) -> T:
@@ -175,7 +174,7 @@ class AsyncOrchestratorAuditClient:
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
     async def _run(self, exchange: Exchange[T]) -> T:

@@ -1,5 +1,5 @@
+from datetime import UTC, datetime
 from email.utils import format_datetime
-from datetime import datetime, timezone
 
 import pytest
 
@@ -9,7 +9,7 @@ from airflow_provider_orchestrator_audit.client.retry import RetryPolicy, parse_
 def test_retry_after_forms():
     assert parse_retry_after("7") == 7.0
     now = 1_800_000_000.0
-    date = format_datetime(datetime.fromtimestamp(now + 30, tz=timezone.utc), usegmt=True)
+    date = format_datetime(datetime.fromtimestamp(now + 30, tz=UTC), usegmt=True)
     assert parse_retry_after(date, now=lambda: now) == pytest.approx(30, abs=1)
     assert parse_retry_after(None, b'{"retry_after": 3}') == 3.0
     assert parse_retry_after(None, b'{"retryAfter": 1.5}') == 1.5

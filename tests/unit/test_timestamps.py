@@ -61,3 +61,16 @@ def test_datetimes_round_trip():
 @given(st.integers(min_value=0, max_value=4_000_000_000 * TICKS_PER_SECOND))
 def test_format_parse_round_trip(ticks):
     assert parse_timestamp(format_ticks(ticks)) == ticks
+
+
+@given(
+    st.integers(min_value=0, max_value=4_000_000_000 * TICKS_PER_SECOND),
+    st.integers(min_value=-14 * 60, max_value=14 * 60),
+)
+def test_fast_path_agrees_with_the_general_parser(ticks, offset_minutes):
+    # Orchestrator's exact shape takes a fast path; a trailing space forces the general regex path.
+    local = ticks_to_datetime(ticks).astimezone(timezone(timedelta(minutes=offset_minutes)))
+    sign = "+" if offset_minutes >= 0 else "-"
+    text = f"{local:%Y-%m-%dT%H:%M:%S}.{ticks % TICKS_PER_SECOND:07d}{sign}{abs(offset_minutes) // 60:02d}:{abs(offset_minutes) % 60:02d}"
+    assert len(text) == 33
+    assert parse_timestamp(text) == parse_timestamp(text + " ") == ticks

@@ -1,0 +1,269 @@
+"""
+Read one window of the audit log: locate it, fetch its pages concurrently, release each entry once.
+
+This is the I/O driver of :mod:`airflow_provider_orchestrator_audit.paging`: it owns a thread pool
+and calls a page-fetching function (normally :meth:`OrchestratorAuditHook.get_audit_logs`, whose
+client is thread-safe and retries 429/5xx itself). All decisions come from the pure core.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from airflow_provider_orchestrator_audit.models import AuditLogEntry, AuditLogPage
+from airflow_provider_orchestrator_audit.paging import (
+    AuditWindow,
+    EdgeSearch,
+    FetchedPage,
+    PagingError,
+    Probe,
+    Verdict,
+    WindowStitcher,
+    plan_offsets,
+)
+from airflow_provider_orchestrator_audit.timestamps import Ticks, format_ticks
+
+__all__ = ["DEFAULT_PAGE_SIZE", "PageFetcher", "ReadStats", "WindowReader"]
+
+log = logging.getLogger(__name__)
+
+#: ``fetch(skip, top)`` returns one newest-first page.
+PageFetcher = Callable[[int, int], AuditLogPage]
+
+#: Entries asked for per page unless told otherwise; a server that gives fewer sets the size instead.
+DEFAULT_PAGE_SIZE = 1000
+#: The largest page asked for when a tie group must be read whole.
+_MAX_WIDENED_PAGE = 100_000
+#: Reads of a tie group that a capped page cannot hold, before giving up.
+_MAX_CAPPED_TIE_TRIES = 3
+#: Repairs are rare (drift larger than the overlap); thousands mean the listing misbehaves.
+_MAX_REPAIRS = 10_000
+#: Pages that only held already-passed entries; a steady stream means the reader cannot catch up.
+_MAX_STALE_PAGES = 10_000
+
+
+@dataclass
+class ReadStats:
+    """What reading one window cost and saw."""
+
+    probe_requests: int = 0
+    page_requests: int = 0
+    repair_requests: int = 0
+    stale_pages: int = 0
+    records: int = 0
+    total_count: int = 0
+    page_size: int = 0
+    ended_before_start: bool = False
+    oldest_available: Ticks | None = None
+    seconds: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    @property
+    def requests(self) -> int:
+        """All requests to the audit endpoint (token requests not included)."""
+        return self.probe_requests + self.page_requests + self.repair_requests
+
+
+class WindowReader:
+    """
+    Yields the entries of ``window``, newest first, in batches, each entry exactly once.
+
+    :param fetch: the page source, ``fetch(skip, top) -> AuditLogPage`` sorted by createdOn descending.
+    :param window: the window ``[start, end)``.
+    :param page_size: entries per request; None asks for :data:`DEFAULT_PAGE_SIZE` and adopts a
+        smaller size if the server caps pages.
+    :param max_concurrency: pages fetched at the same time.
+    :param progress_interval: seconds between progress lines in the log.
+    """
+
+    def __init__(
+        self,
+        fetch: PageFetcher,
+        window: AuditWindow,
+        *,
+        page_size: int | None = None,
+        max_concurrency: int = 8,
+        progress_interval: float = 30.0,
+        logger: logging.Logger | logging.LoggerAdapter | None = None,
+    ) -> None:
+        if page_size is not None and page_size < 1:
+            raise ValueError(f"page_size must be a positive number of entries, got {page_size}")
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
+        self._fetch = fetch
+        self.window = window
+        self.page_size = page_size or DEFAULT_PAGE_SIZE
+        self._page_size_fixed = page_size is not None
+        self.max_concurrency = max_concurrency
+        self.progress_interval = progress_interval
+        self.log = logger or log
+        self.stats = ReadStats()
+        self._expected_records: int | None = None
+
+    def __iter__(self) -> Iterator[list[AuditLogEntry]]:
+        started = time.monotonic()
+        try:
+            yield from self._read()
+        finally:
+            self.stats.seconds = time.monotonic() - started
+
+    def _read(self) -> Iterator[list[AuditLogEntry]]:
+        window = self.window
+        if window.is_empty:
+            return
+        with ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="audit-page") as pool:
+            # Both edges at once: each search is sequential, but they are independent.
+            lower_future = pool.submit(self._search, window.start)
+            upper = self._search(window.end)
+            lower = lower_future.result()
+            self._expected_records = max(0, lower.result - upper.result)
+            self.log.info(
+                "Window %s is at positions %d..%d of %d (about %d entries), found with %d probes",
+                window,
+                upper.result,
+                lower.result,
+                lower.total_count or 0,
+                self._expected_records,
+                self.stats.probe_requests,
+            )
+            stitcher: WindowStitcher[AuditLogEntry] = WindowStitcher(
+                window, upper.result, upper.newer_seen_at, upper.newer_total
+            )
+            # The first page is read alone: it tells how many entries the server gives per page.
+            first = self._get(stitcher.anchor_offset, self.page_size, "page")
+            if not self._page_size_fixed and not first.reaches_end and len(first.entries) < self.page_size:
+                self.page_size = max(1, len(first.entries))
+            self.stats.page_size = self.page_size
+            yield from self._consume(first, stitcher)
+            if stitcher.done:
+                return
+            planned = deque(plan_offsets(stitcher.anchor_offset, lower.result + 1, self.page_size))
+            in_flight: deque[Future[FetchedPage[AuditLogEntry]]] = deque()
+            progress = _Progress(self, time.monotonic())
+            try:
+                while not stitcher.done:
+                    while planned and len(in_flight) < self.max_concurrency * 2:
+                        in_flight.append(pool.submit(self._get, planned.popleft(), self.page_size, "page"))
+                    if in_flight:
+                        page = in_flight.popleft().result()
+                    else:  # the plan ran out (entries arrived meanwhile): carry on one page at a time
+                        page = self._get(stitcher.next_offset(self.stats.total_count), self.page_size, "page")
+                    yield from self._consume(page, stitcher)
+                    progress.maybe_log()
+            finally:
+                for future in in_flight:
+                    future.cancel()
+        self.stats.ended_before_start = stitcher.ended_before_start
+        self.stats.oldest_available = stitcher.oldest_seen
+        if stitcher.ended_before_start:
+            self.log.warning(
+                "The audit log ends before window_start %s: entries older than %s are no longer available "
+                "(removed by retention?); the export holds every entry that still exists in the window",
+                format_ticks(window.start),
+                format_ticks(stitcher.oldest_seen) if stitcher.oldest_seen is not None else "any",
+            )
+
+    def _consume(
+        self, page: FetchedPage[AuditLogEntry], stitcher: WindowStitcher[AuditLogEntry]
+    ) -> Iterator[list[AuditLogEntry]]:
+        """Stitch ``page``, first fetching what it depends on if it cannot be placed yet."""
+        pending = [page]
+        capped_tries = 0
+        while pending and not stitcher.done:
+            current = pending[-1]
+            result = stitcher.accept(current)
+            if result.verdict is Verdict.ACCEPTED:
+                pending.pop()
+                if result.entries:
+                    self.stats.records += len(result.entries)
+                    yield result.entries
+            elif result.verdict is Verdict.STALE:
+                pending.pop()
+                self.stats.stale_pages += 1
+                if self.stats.stale_pages > _MAX_STALE_PAGES:
+                    raise PagingError(
+                        f"{self.stats.stale_pages} pages held only entries newer than the window: entries "
+                        f"arrive faster than pages of {self.page_size} can be read; raise page_size"
+                    )
+            elif result.verdict is Verdict.GAP:
+                # Drift moved this page past unread entries: read from the anchor itself (anchored
+                # whatever happens meanwhile), then judge this page again.
+                pending.append(self._get(stitcher.anchor_offset, self.page_size, "repair"))
+            else:  # TOO_SMALL: one tie group fills the page; read it whole from where it starts
+                capped = len(current.entries) < current.requested and not current.reaches_end
+                if capped:
+                    # The server gives no more per page. Entries arriving in front of the group can push
+                    # part of it out of a page that would otherwise hold it: retry a few times first.
+                    capped_tries += 1
+                    if capped_tries > _MAX_CAPPED_TIE_TRIES:
+                        raise PagingError(stitcher.describe_tie_overflow(current))
+                    top = current.requested
+                else:
+                    top = current.requested * 2
+                    if top > _MAX_WIDENED_PAGE:
+                        raise PagingError(stitcher.describe_tie_overflow(current))
+                pending.pop()
+                pending.append(self._get(stitcher.anchor_offset, top, "repair"))
+            repairs = self.stats.repair_requests
+            if repairs > _MAX_REPAIRS:
+                raise PagingError(
+                    f"gave up after {repairs} repair requests: the listing keeps shifting in ways the export "
+                    "cannot follow (entries removed from the middle?); retry the task later"
+                )
+
+    def _get(self, offset: int, top: int, kind: str) -> FetchedPage[AuditLogEntry]:
+        sent_at = time.monotonic_ns()
+        page = self._fetch(offset, top)
+        received_at = time.monotonic_ns()
+        with self.stats._lock:
+            if kind == "page":
+                self.stats.page_requests += 1
+            elif kind == "repair":
+                self.stats.repair_requests += 1
+            else:
+                self.stats.probe_requests += 1
+            self.stats.total_count = page.total_count
+        return FetchedPage(offset, top, page.results, page.total_count, sent_at, received_at)
+
+    def _search(self, bound: Ticks) -> EdgeSearch:
+        search = EdgeSearch(bound)
+        while (position := search.next_position()) is not None:
+            page = self._get(position, 1, "probe")
+            ticks = page.entries[0].created_on_ticks if page.entries else None
+            search.observe(Probe(position, ticks, page.total_count, page.received_at))
+        return search
+
+
+class _Progress:
+    """Progress lines for long windows: pages, records, rate and time left."""
+
+    def __init__(self, reader: WindowReader, started: float) -> None:
+        self.reader = reader
+        self.started = started
+        self.next_at = started + reader.progress_interval
+
+    def maybe_log(self) -> None:
+        now = time.monotonic()
+        if now < self.next_at:
+            return
+        self.next_at = now + self.reader.progress_interval
+        stats = self.reader.stats
+        elapsed = now - self.started
+        rate = stats.records / elapsed if elapsed > 0 else 0.0
+        expected = self.reader._expected_records or 0
+        remaining = max(0, expected - stats.records)
+        eta = f"{remaining / rate:.0f}s" if rate > 0 else "unknown"
+        self.reader.log.info(
+            "Read %d of about %d entries in %d requests: %.0f entries/s, about %s left",
+            stats.records,
+            expected,
+            stats.requests,
+            rate,
+            eta,
+        )

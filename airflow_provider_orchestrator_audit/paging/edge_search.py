@@ -1,0 +1,129 @@
+"""
+Locate a window's edge in a newest-first listing without a date filter.
+
+In ``createdOn`` descending order the entries older than a bound form a suffix of the listing. The
+search finds where that suffix starts with one-entry probes (``top=1``): an interpolation step on the
+timestamps (audit logs are spread fairly evenly over time, so this usually lands within a few
+probes), safeguarded by bisection so the worst case stays O(log N).
+
+Why the answer stays valid while entries arrive: in descending order a new entry pushes every
+position up, and retention deletes only at the old end, so an entry's position never decreases. The
+search keeps ``newer_end``, the last position *seen* holding an entry at or after the bound. Every
+later listing still has at least ``newer_end + 1`` such entries in front, so ``newer_end + 1`` is a
+safe place to start reading: never past the first older entry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from airflow_provider_orchestrator_audit.timestamps import Ticks
+
+__all__ = ["EdgeSearch", "Probe"]
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What one probe at ``position`` saw: the entry's ticks (None past the end) and ``totalCount``."""
+
+    position: int
+    ticks: Ticks | None
+    total_count: int
+    received_at: int = 0
+
+
+class EdgeSearch:
+    """
+    Find the first position (newest first) whose ``createdOn`` is before ``bound``.
+
+    Use: while ``next_position()`` is not None, fetch one entry there and pass it to ``observe``.
+
+    :param bound: the edge, in ticks; entries with ``createdOn < bound`` are "older".
+    """
+
+    def __init__(self, bound: Ticks, max_probes: int = 96) -> None:
+        self.bound = bound
+        #: probes before settling for the evidence at hand; the answer stays safe, only less tight
+        self.max_probes = max_probes
+        #: the largest position seen holding an entry at/after the bound (-1: none yet)
+        self.newer_end = -1
+        self.newer_ticks: Ticks | None = None
+        #: when the probe that set ``newer_end`` was answered (a monotonic clock reading), and its totalCount
+        self.newer_seen_at = 0
+        self.newer_total: int | None = None
+        #: the smallest position seen holding an older entry, or past the end
+        self.older_start: int | None = None
+        self.older_ticks: Ticks | None = None
+        self._older_total = 0
+        self.total_count: int | None = None
+        self.probes = 0
+        self._bisect_next = False
+        self._last_span: int | None = None
+
+    @property
+    def done(self) -> bool:
+        """True once the older suffix's start is pinned down (or the probe budget is spent)."""
+        if self.probes >= self.max_probes:
+            return True
+        return self.older_start is not None and self.older_start <= self.newer_end + 1
+
+    @property
+    def result(self) -> int:
+        """The first position of the older suffix, as a safe lower bound (see the module docstring)."""
+        return self.newer_end + 1
+
+    def next_position(self) -> int | None:
+        """The position to probe next, or None when done."""
+        if self.done:
+            return None
+        if self.total_count is None:
+            return 0  # the newest entry and totalCount frame the search
+        if self.older_start is None:
+            return max(self.total_count - 1, self.newer_end + 1)  # the oldest entry closes the bracket
+        low, high = self.newer_end, self.older_start  # low holds a newer entry, high an older one
+        span = high - low
+        midpoint = low + span // 2
+        if self._bisect_next or self.newer_ticks is None or self.older_ticks is None:
+            guess = midpoint
+        else:
+            guess = self._interpolate(low, high)
+        # Bisect next if the bracket did not at least halve, so the worst case stays logarithmic.
+        self._bisect_next = self._last_span is not None and span > self._last_span // 2
+        self._last_span = span
+        return min(max(guess, low + 1), high - 1)
+
+    def _interpolate(self, low: int, high: int) -> int:
+        assert self.newer_ticks is not None and self.older_ticks is not None
+        drop = self.newer_ticks - self.older_ticks
+        if drop <= 0:
+            return low + (high - low) // 2
+        fraction = (self.newer_ticks - self.bound) / drop
+        return low + 1 + int(fraction * (high - low - 1))
+
+    def observe(self, probe: Probe) -> None:
+        """Record what a probe saw."""
+        self.probes += 1
+        self.total_count = probe.total_count
+        if probe.ticks is not None and probe.ticks >= self.bound:
+            if probe.position > self.newer_end:
+                self.newer_end = probe.position
+                self.newer_ticks = probe.ticks
+                self.newer_seen_at = probe.received_at
+                self.newer_total = probe.total_count
+            if self.older_start is not None and self.older_start <= self.newer_end:
+                # Entries arrived since the older probe and moved it down. Shift it by the growth of
+                # totalCount if that explains it, else look for older evidence again. Only the newer
+                # evidence decides the result, so an estimate here costs probes, never correctness.
+                moved = self.older_start + max(0, probe.total_count - self._older_total)
+                if moved > self.newer_end:
+                    self.older_start, self._older_total = moved, probe.total_count
+                else:
+                    self.older_start, self.older_ticks = None, None
+            return
+        older_start = probe.position if probe.ticks is not None else min(probe.position, probe.total_count)
+        if probe.ticks is None and older_start <= self.newer_end:
+            older_start = self.newer_end + 1  # past the end, right after the newest evidence
+        if self.older_start is None or older_start < self.older_start:
+            self.older_start = older_start
+            self.older_ticks = probe.ticks
+            self._older_total = probe.total_count
