@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from airflow_provider_orchestrator_audit.testing import LocalOrchestratorServer
 
 CONN_ID = "orchestrator_audit_test"
+ORCHESTRATOR_ENTRIES = 5_000
 
 
 @pytest.fixture(scope="session")
@@ -29,7 +30,7 @@ def orchestrator_server() -> Iterator[LocalOrchestratorServer]:
     """One local Orchestrator for the session; :func:`orchestrator` resets it for each test."""
     from airflow_provider_orchestrator_audit.testing import AuditDataset, LocalOrchestratorServer
 
-    with LocalOrchestratorServer(AuditDataset(size=5_000, seed=7)) as server:
+    with LocalOrchestratorServer(AuditDataset(size=ORCHESTRATOR_ENTRIES, seed=7)) as server:
         yield server
 
 
@@ -44,6 +45,8 @@ def orchestrator(orchestrator_server: LocalOrchestratorServer) -> Iterator[Local
     server.arrivals_per_request = 0
     server.removals_per_request = 0
     server.token_lifetime_seconds = 3600
+    server.granted_scopes = ("PM.Audit.Read", "PM.Audit")
+    server.dataset.set_visible_range(0, ORCHESTRATOR_ENTRIES)
     server.reset_stats()
     yield server
     server.faults.clear()
@@ -54,8 +57,13 @@ def connection_env(conn: dict) -> str:
     return json.dumps(conn)
 
 
+def set_connection(monkeypatch: pytest.MonkeyPatch, conn_id: str, conn: dict) -> str:
+    """Define an Airflow connection the way users do in containers: an ``AIRFLOW_CONN_*`` variable."""
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", connection_env(conn))
+    return conn_id
+
+
 @pytest.fixture
 def orchestrator_conn(orchestrator: LocalOrchestratorServer, monkeypatch: pytest.MonkeyPatch) -> str:
-    """An ``orchestrator_audit`` connection to the local server, defined the way users do: an env var."""
-    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", connection_env(orchestrator.airflow_connection()))
-    return CONN_ID
+    """An ``orchestrator_audit`` connection to the local server."""
+    return set_connection(monkeypatch, CONN_ID, orchestrator.airflow_connection())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from functools import cached_property
 from typing import Any
 
@@ -162,6 +163,7 @@ class OrchestratorAuditAsyncHook(BaseHook):
         self.retry_policy = retry_policy or RetryPolicy()
         self.max_connections = max_connections
         self._client: AsyncOrchestratorAuditClient | None = None
+        self._client_lock: asyncio.Lock | None = None
 
     async def get_settings(self) -> ConnectionSettings:
         """The connection, read without blocking the event loop, and checked."""
@@ -171,14 +173,19 @@ class OrchestratorAuditAsyncHook(BaseHook):
         return settings
 
     async def get_client(self) -> AsyncOrchestratorAuditClient:
-        """The asynchronous HTTP client, created on first use."""
-        if self._client is None:
-            self._client = AsyncOrchestratorAuditClient(
-                await self.get_settings(),
-                self.retry_policy,
-                max_connections=self.max_connections,
-                on_new_secret=_amask,
-            )
+        """The asynchronous HTTP client, created on first use (once, however many callers race for it)."""
+        if self._client is not None:
+            return self._client
+        if self._client_lock is None:  # created lazily: it must belong to the running event loop
+            self._client_lock = asyncio.Lock()
+        async with self._client_lock:
+            if self._client is None:
+                self._client = AsyncOrchestratorAuditClient(
+                    await self.get_settings(),
+                    self.retry_policy,
+                    max_connections=self.max_connections,
+                    on_new_secret=_amask,
+                )
         return self._client
 
     async def get_audit_logs(
