@@ -9,6 +9,7 @@ from __future__ import annotations
 from airflow.sdk.exceptions import AirflowException
 
 __all__ = [
+    "AuditExportError",
     "OrchestratorAuditError",
     "OrchestratorAuthError",
     "OrchestratorConfigError",
@@ -35,3 +36,7 @@ class OrchestratorRequestError(OrchestratorAuditError):
 
 class OrchestratorResponseError(OrchestratorAuditError):
     """Orchestrator answered, but not with the documented response."""
+
+
+class AuditExportError(OrchestratorAuditError):
+    """The export could not be written to its destination; nothing partial was left behind."""

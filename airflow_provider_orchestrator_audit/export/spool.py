@@ -1,0 +1,102 @@
+"""Spool a window's entries as JSON lines to local temporary files, one file per output part."""
+
+from __future__ import annotations
+
+import gzip
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import IO, Self
+
+from airflow_provider_orchestrator_audit.models import AuditLogEntry
+
+__all__ = ["COMPRESSIONS", "JsonLinesSpool", "SpooledPart"]
+
+COMPRESSIONS = (None, "gzip")
+#: Parts stay in memory up to this size, then roll over to a temporary file on disk.
+_IN_MEMORY_BYTES = 8 * 1024 * 1024
+
+
+@dataclass
+class SpooledPart:
+    """One finished part: a rewound file object and what it holds."""
+
+    file: IO[bytes] = field(repr=False)
+    records: int
+    size: int
+
+
+class JsonLinesSpool:
+    """
+    Writes entries as UTF-8 JSON lines, optionally gzip-compressed on the fly, into spooled temporary
+    files, starting a new part every ``max_records_per_file`` records. Memory stays bounded: each part
+    lives in memory only up to 8 MiB, then on disk.
+
+    :param compression: None or ``"gzip"``.
+    :param max_records_per_file: records per part; None keeps the whole window in one part.
+    """
+
+    def __init__(self, compression: str | None = None, max_records_per_file: int | None = None) -> None:
+        if compression not in COMPRESSIONS:
+            raise ValueError(f"compression must be None or 'gzip', got {compression!r}")
+        if max_records_per_file is not None and max_records_per_file < 1:
+            raise ValueError(f"max_records_per_file must be at least 1, got {max_records_per_file}")
+        self.compression = compression
+        self.max_records_per_file = max_records_per_file
+        self.parts: list[SpooledPart] = []
+        self.records = 0
+        self._raw: IO[bytes] | None = None
+        self._writer: IO[bytes] | None = None
+        self._part_records = 0
+
+    def write(self, entries: Iterable[AuditLogEntry]) -> None:
+        """Append entries, newest first as read."""
+        limit = self.max_records_per_file
+        for entry in entries:
+            if self._writer is None or (limit is not None and self._part_records >= limit):
+                self._finish_part()
+                self._start_part()
+            assert self._writer is not None
+            self._writer.write(entry.to_json().encode("utf-8"))
+            self._writer.write(b"\n")
+            self._part_records += 1
+            self.records += 1
+
+    def finish(self) -> list[SpooledPart]:
+        """Close the last part and return all parts, rewound. A window with no entries has one empty part."""
+        if self._writer is None and not self.parts:
+            self._start_part()
+        self._finish_part()
+        return self.parts
+
+    def close(self) -> None:
+        """Release every temporary file."""
+        for part in self.parts:
+            part.file.close()
+        if self._raw is not None:
+            self._raw.close()
+        self.parts, self._raw, self._writer = [], None, None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.close()
+
+    def _start_part(self) -> None:
+        raw: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=_IN_MEMORY_BYTES, mode="w+b")  # noqa: SIM115
+        self._raw = raw
+        # mtime=0 and no file name: the same entries always give the same bytes (and ETag).
+        self._writer = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") if self.compression else raw
+        self._part_records = 0
+
+    def _finish_part(self) -> None:
+        if self._writer is None or self._raw is None:
+            return
+        if self._writer is not self._raw:
+            self._writer.close()  # writes the gzip trailer; the underlying file stays open
+        size = self._raw.tell()
+        self._raw.seek(0)
+        self.parts.append(SpooledPart(self._raw, self._part_records, size))
+        self._raw, self._writer = None, None
