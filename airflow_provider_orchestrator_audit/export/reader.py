@@ -232,7 +232,7 @@ class WindowReader:
         return FetchedPage(offset, top, page.results, page.total_count, sent_at, received_at)
 
     def _search(self, bound: Ticks) -> EdgeSearch:
-        search = EdgeSearch(bound)
+        search = EdgeSearch(bound, tolerance=max(1, self.page_size // 20))
         while (position := search.next_position()) is not None:
             page = self._get(position, 1, "probe")
             ticks = page.entries[0].created_on_ticks if page.entries else None

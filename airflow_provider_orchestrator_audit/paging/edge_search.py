@@ -39,10 +39,15 @@ class EdgeSearch:
     Use: while ``next_position()`` is not None, fetch one entry there and pass it to ``observe``.
 
     :param bound: the edge, in ticks; entries with ``createdOn < bound`` are "older".
+    :param tolerance: how precisely to pin the edge down, in positions.
+    :param max_probes: probes at most; then the evidence at hand gives the (still safe) answer.
     """
 
-    def __init__(self, bound: Ticks, max_probes: int = 96) -> None:
+    def __init__(self, bound: Ticks, *, tolerance: int = 1, max_probes: int = 96) -> None:
         self.bound = bound
+        #: stop once the edge is known within this many positions: the reader starts at the safe end,
+        #: and a few already-passed entries at the top of its first page cost nothing
+        self.tolerance = max(1, tolerance)
         #: probes before settling for the evidence at hand; the answer stays safe, only less tight
         self.max_probes = max_probes
         #: the largest position seen holding an entry at/after the bound (-1: none yet)
@@ -59,13 +64,17 @@ class EdgeSearch:
         self.probes = 0
         self._bisect_next = False
         self._last_span: int | None = None
+        self._gallop = 0
+        self._probe_kind: str | None = None
+        self._step = 0
+        self._step_up = True
 
     @property
     def done(self) -> bool:
         """True once the older suffix's start is pinned down (or the probe budget is spent)."""
         if self.probes >= self.max_probes:
             return True
-        return self.older_start is not None and self.older_start <= self.newer_end + 1
+        return self.older_start is not None and self.older_start <= self.newer_end + self.tolerance
 
     @property
     def result(self) -> int:
@@ -79,16 +88,24 @@ class EdgeSearch:
         if self.total_count is None:
             return 0  # the newest entry and totalCount frame the search
         if self.older_start is None:
+            if self._gallop:  # the edge slipped past the older evidence: look a growing step further
+                return min(self.newer_end + self._gallop, max(self.total_count - 1, self.newer_end + 1))
             return max(self.total_count - 1, self.newer_end + 1)  # the oldest entry closes the bracket
         low, high = self.newer_end, self.older_start  # low holds a newer entry, high an older one
         span = high - low
-        midpoint = low + span // 2
-        if self._bisect_next or self.newer_ticks is None or self.older_ticks is None:
-            guess = midpoint
+        if self._step and not self._bisect_next:
+            # Right after an interpolation: step across the estimate so the next bracket is tight,
+            # even when the estimate is slightly off or entries arrived meanwhile.
+            guess = low + self._step if self._step_up else high - self._step
+            self._probe_kind = "step"
+        elif self._bisect_next or self.newer_ticks is None or self.older_ticks is None:
+            guess = low + span // 2
+            self._probe_kind = "bisect"
         else:
             guess = self._interpolate(low, high)
+            self._probe_kind = "interpolate"
         # Bisect next if the bracket did not at least halve, so the worst case stays logarithmic.
-        self._bisect_next = self._last_span is not None and span > self._last_span // 2
+        self._bisect_next = self._last_span is not None and span > self._last_span // 2 and self._probe_kind != "bisect"
         self._last_span = span
         return min(max(guess, low + 1), high - 1)
 
@@ -104,21 +121,22 @@ class EdgeSearch:
         """Record what a probe saw."""
         self.probes += 1
         self.total_count = probe.total_count
-        if probe.ticks is not None and probe.ticks >= self.bound:
+        self._advance_frame(probe)
+        newer = probe.ticks is not None and probe.ticks >= self.bound
+        self._update_step(newer)
+        if newer:
             if probe.position > self.newer_end:
                 self.newer_end = probe.position
                 self.newer_ticks = probe.ticks
                 self.newer_seen_at = probe.received_at
                 self.newer_total = probe.total_count
             if self.older_start is not None and self.older_start <= self.newer_end:
-                # Entries arrived since the older probe and moved it down. Shift it by the growth of
-                # totalCount if that explains it, else look for older evidence again. Only the newer
-                # evidence decides the result, so an estimate here costs probes, never correctness.
-                moved = self.older_start + max(0, probe.total_count - self._older_total)
-                if moved > self.newer_end:
-                    self.older_start, self._older_total = moved, probe.total_count
-                else:
-                    self.older_start, self.older_ticks = None, None
+                # Entries arrived faster than totalCount grew (retention removed some meanwhile), so the
+                # edge slipped past the older evidence: gallop from here instead of starting over.
+                self.older_start, self.older_ticks = None, None
+                self._gallop = 2
+            elif self.older_start is None and self._gallop:
+                self._gallop *= 2
             return
         older_start = probe.position if probe.ticks is not None else min(probe.position, probe.total_count)
         if probe.ticks is None and older_start <= self.newer_end:
@@ -127,3 +145,30 @@ class EdgeSearch:
             self.older_start = older_start
             self.older_ticks = probe.ticks
             self._older_total = probe.total_count
+
+    def _update_step(self, newer: bool) -> None:
+        kind, self._probe_kind = self._probe_kind, None
+        if kind == "interpolate":
+            self._step, self._step_up = self.tolerance, newer
+        elif kind == "step" and newer == self._step_up:
+            self._step *= 2  # still on the same side: a longer step
+        else:
+            self._step = 0  # crossed (or not stepping): back to interpolation
+
+    def _advance_frame(self, probe: Probe) -> None:
+        """
+        Move earlier evidence to this probe's listing.
+
+        Between two answers at least ``totalCount`` growth entries arrived at the head (retention only
+        removes at the tail), so every earlier position moved down by at least that much: the newer
+        evidence stays a safe lower bound when shifted by it. The older evidence is shifted the same way
+        as an estimate.
+        """
+        total = probe.total_count
+        if self.newer_total is not None and total > self.newer_total:
+            self.newer_end += total - self.newer_total
+            self.newer_total = total
+            self.newer_seen_at = probe.received_at
+        if self.older_start is not None and total > self._older_total:
+            self.older_start += total - self._older_total
+            self._older_total = total

@@ -183,3 +183,12 @@ def test_edge_search_worst_case_stays_logarithmic():
         search.observe(Probe(position, page.results[0].created_on_ticks if page.results else None, page.total_count))
     assert search.result == sum(1 for t in log.ticks if t >= log.ticks[25_000])
     assert search.probes <= 2 * 17 + 2
+
+
+def test_locating_while_entries_arrive_and_expire_stays_cheap():
+    log = SimulatedLog([10_000_000] * 100_000, arrivals=3, removals=1, shuffle_ties=False)
+    window = AuditWindow(log.ticks[50_000], log.ticks[53_600])
+    ids, reader = read_all(log, window, page_size=1000, max_concurrency=4)
+    assert sorted(ids) == list(range(50_000, 53_600))
+    assert reader.stats.probe_requests <= 16
+    assert reader.stats.requests <= 30
