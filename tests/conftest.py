@@ -9,7 +9,10 @@ from collections.abc import Iterator
 
 # Airflow reads its configuration when first imported: point it at a throw-away home before that.
 _AIRFLOW_HOME = tempfile.mkdtemp(prefix="airflow-home-")
+DAGS_FOLDER = os.path.join(_AIRFLOW_HOME, "dags")
+os.makedirs(DAGS_FOLDER)
 os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = DAGS_FOLDER
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
 os.environ.pop("AIRFLOW_CONN_ORCHESTRATOR_AUDIT_DEFAULT", None)
@@ -20,6 +23,7 @@ import pytest
 
 if TYPE_CHECKING:
     from airflow_provider_orchestrator_audit.testing import LocalOrchestratorServer
+    from airflow_provider_orchestrator_audit.testing.s3 import LocalS3Server
 
 CONN_ID = "orchestrator_audit_test"
 ORCHESTRATOR_ENTRIES = 5_000
@@ -67,3 +71,31 @@ def set_connection(monkeypatch: pytest.MonkeyPatch, conn_id: str, conn: dict) ->
 def orchestrator_conn(orchestrator: LocalOrchestratorServer, monkeypatch: pytest.MonkeyPatch) -> str:
     """An ``orchestrator_audit`` connection to the local server."""
     return set_connection(monkeypatch, CONN_ID, orchestrator.airflow_connection())
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """Airflow's metadata database (SQLite in the throw-away home), created once."""
+    from airflow.utils.db import initdb
+
+    initdb()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[LocalS3Server]:
+    """SeaweedFS serving S3 on loopback for the whole session."""
+    from airflow_provider_orchestrator_audit.testing.s3 import LocalS3Server
+
+    with LocalS3Server() as server:
+        yield server
+
+
+@pytest.fixture
+def bucket(s3_server: LocalS3Server, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> str:
+    """A fresh bucket for one test, reachable through the ``aws_default`` connection."""
+    import re
+
+    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-") + f"-{os.getpid() % 10000}"
+    s3_server.create_bucket(name)
+    set_connection(monkeypatch, "aws_default", s3_server.airflow_connection())
+    return name

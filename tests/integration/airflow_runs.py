@@ -1,0 +1,79 @@
+"""Run DAGs for real with ``dag.test()``: DAG files in the test Airflow's DAG folder, results from the DB."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+import textwrap
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import DAGS_FOLDER
+
+EXAMPLE_DAGS = Path(__file__).resolve().parents[2] / "example_dags"
+
+
+def load_dag(path: Path, dag_id: str) -> Any:
+    """Import a DAG file under a unique module name and return its DAG."""
+    name = f"dagfile_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return next(value for value in vars(module).values() if getattr(value, "dag_id", None) == dag_id)
+
+
+def install_example(name: str) -> Path:
+    """Copy an example DAG file into the test Airflow's DAG folder."""
+    target = Path(DAGS_FOLDER) / name
+    shutil.copy(EXAMPLE_DAGS / name, target)
+    return target
+
+
+def write_export_dag(dag_id: str, operator_kwargs: dict[str, Any], *, retries: int = 0) -> Path:
+    """A one-task DAG exporting with ``AuditLogsToS3Operator(**operator_kwargs)``."""
+    path = Path(DAGS_FOLDER) / f"{dag_id}.py"
+    path.write_text(
+        textwrap.dedent(
+            f"""
+            from datetime import datetime, timezone
+
+            from airflow.sdk import DAG, CronDataIntervalTimetable
+
+            from airflow_provider_orchestrator_audit.transfers.audit_logs_to_s3 import AuditLogsToS3Operator
+
+            with DAG(
+                dag_id={dag_id!r},
+                schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
+                start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+                catchup=False,
+                default_args={{"retries": {retries}}},
+            ) as dag:
+                AuditLogsToS3Operator(task_id="export", **{operator_kwargs!r})
+            """
+        )
+    )
+    return path
+
+
+def run_dag(path: Path, dag_id: str, logical_date: datetime, task_id: str = "export", **kwargs: Any) -> tuple[str, Any]:
+    """``dag.test()`` one run; return its state and ``task_id``'s XCom return value."""
+    dag = load_dag(path, dag_id)
+    run = dag.test(logical_date=logical_date, **kwargs)
+    return run.state, xcom_return_value(dag_id, run.run_id, task_id)
+
+
+def xcom_return_value(dag_id: str, run_id: str, task_id: str) -> Any:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = (
+            session.query(XComModel)
+            .filter_by(dag_id=dag_id, run_id=run_id, task_id=task_id, key="return_value")
+            .one_or_none()
+        )
+        return None if row is None else XComModel.deserialize_value(row)
