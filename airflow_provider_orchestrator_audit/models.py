@@ -8,6 +8,7 @@ They are strict about what the export depends on: ``totalCount`` and a parseable
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from types import MappingProxyType
@@ -21,6 +22,8 @@ from airflow_provider_orchestrator_audit.timestamps import Ticks, TimestampError
 __all__ = ["AuditLogEntry", "AuditLogPage", "TokenGrant"]
 
 
+# Characters that may not appear raw in an output line (JSON strings can hold U+2028/U+2029 raw).
+_BREAKS = re.compile("[\n\r\u2028\u2029]")
 # One encoder, built once: json.dumps() with options builds a new one on every call, 3x slower.
 _LINE_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
@@ -43,12 +46,14 @@ class AuditLogEntry:
     times cheaper while still validated as part of :class:`AuditLogPage`.
 
     :param raw: the entry's JSON object.
+    :param source: the exact JSON text the object was decoded from, if known: :meth:`to_json` then
+        writes it as it is instead of encoding the object again.
     :raises ValueError: when ``createdOn`` is missing or not a timestamp.
     """
 
-    __slots__ = ("_raw", "_ticks")
+    __slots__ = ("_raw", "_source", "_ticks")
 
-    def __init__(self, raw: dict[str, Any]) -> None:
+    def __init__(self, raw: dict[str, Any], source: str | None = None) -> None:
         created_on = raw.get("createdOn")
         if not isinstance(created_on, str):
             raise ValueError(f"createdOn must be a timestamp string, got {created_on!r}")
@@ -57,6 +62,8 @@ class AuditLogEntry:
         except TimestampError as exc:
             raise ValueError(f"createdOn is not a timestamp: {exc}") from None
         self._raw = raw
+        # A pretty-printed response has line breaks between tokens: such text cannot be one line.
+        self._source = source if source is not None and not _BREAKS.search(source) else None
 
     @classmethod
     def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
@@ -102,6 +109,8 @@ class AuditLogEntry:
         U+2028 and U+2029 are escaped: JSON allows them raw, but many line readers (Python's
         ``str.splitlines`` among them) would split a record there.
         """
+        if self._source is not None:
+            return self._source  # the server's own text: valid JSON, one line, nothing re-encoded
         text = _LINE_ENCODER.encode(self._raw)
         if "\u2028" in text or "\u2029" in text:
             text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")

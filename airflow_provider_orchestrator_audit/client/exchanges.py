@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import ValidationError
 
+from airflow_provider_orchestrator_audit.client.page_parser import PageFormatError, parse_page
 from airflow_provider_orchestrator_audit.client.retry import RETRYABLE_STATUSES, RetryPolicy, parse_retry_after
 from airflow_provider_orchestrator_audit.client.settings import ConnectionSettings
 from airflow_provider_orchestrator_audit.exceptions import (
@@ -193,9 +194,9 @@ def _wait_or_fail(
 
 def _parse_page(settings: ConnectionSettings, where: str, reply: httpx.Response) -> AuditLogPage:
     try:
-        return AuditLogPage.model_validate_json(reply.content)
-    except ValidationError as exc:
-        raise _response_error(settings, where, reply, _validation_problem(exc)) from None
+        return parse_page(reply.content)
+    except PageFormatError as exc:
+        raise _response_error(settings, where, reply, str(exc)) from None
 
 
 def _response_error(
