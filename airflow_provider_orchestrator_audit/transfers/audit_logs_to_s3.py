@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_orchestrator_audit.exceptions import OrchestratorConfigError
 from airflow_provider_orchestrator_audit.export.keys import DEFAULT_PREFIX, default_key
 from airflow_provider_orchestrator_audit.export.reader import WindowReader
 from airflow_provider_orchestrator_audit.export.s3_publisher import S3Publisher
 from airflow_provider_orchestrator_audit.export.spool import COMPRESSIONS, JsonLinesSpool
 from airflow_provider_orchestrator_audit.hooks.orchestrator_audit import OrchestratorAuditHook
 from airflow_provider_orchestrator_audit.paging.window import AuditWindow, WindowError
-from airflow_provider_orchestrator_audit.exceptions import OrchestratorConfigError
 from airflow_provider_orchestrator_audit.timestamps import format_ticks
 
 if TYPE_CHECKING:
