@@ -13,6 +13,19 @@ DAGS_FOLDER = os.path.join(_AIRFLOW_HOME, "dags")
 os.makedirs(DAGS_FOLDER)
 os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = DAGS_FOLDER
+# A hook-lineage reader plugin, as lineage backends register one: it makes Airflow collect the assets
+# that hooks report, so the tests can check the export's lineage.
+_PLUGINS_FOLDER = os.path.join(_AIRFLOW_HOME, "plugins")
+os.makedirs(_PLUGINS_FOLDER)
+with open(os.path.join(_PLUGINS_FOLDER, "lineage_reader.py"), "w") as _plugin:
+    _plugin.write(
+        "from airflow.plugins_manager import AirflowPlugin\n"
+        "from airflow.sdk.lineage import HookLineageReader\n\n\n"
+        "class LineageReaderPlugin(AirflowPlugin):\n"
+        "    name = 'lineage_reader'\n"
+        "    hook_lineage_readers = [HookLineageReader]\n"
+    )
+os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = _PLUGINS_FOLDER
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
 os.environ.pop("AIRFLOW_CONN_ORCHESTRATOR_AUDIT_DEFAULT", None)

@@ -260,9 +260,10 @@ class _Progress:
         remaining = max(0, expected - stats.records)
         eta = f"{remaining / rate:.0f}s" if rate > 0 else "unknown"
         self.reader.log.info(
-            "Read %d of about %d entries in %d requests: %.0f entries/s, about %s left",
+            "Read %d of about %d entries in %d pages (%d requests): %.0f entries/s, about %s left",
             stats.records,
             expected,
+            stats.page_requests + stats.repair_requests,
             stats.requests,
             rate,
             eta,

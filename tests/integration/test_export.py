@@ -256,3 +256,16 @@ def test_the_connection_id_is_used(orchestrator, bucket):
     with pytest.raises(Exception, match="isn't defined"):
         export("missing_connection", bucket, window_start=WINDOW[0], window_end=WINDOW[1])
     assert CONN_ID != "missing_connection"
+
+
+def test_lineage_names_the_audit_log_and_the_objects(orchestrator, orchestrator_conn, bucket):
+    from airflow.sdk.lineage import get_hook_lineage_collector
+
+    collector = get_hook_lineage_collector()
+    result = export(orchestrator_conn, bucket, window_start=WINDOW[0], window_end=WINDOW[1], s3_key="lineage.jsonl")
+    lineage = collector.collected_assets
+    inputs = {asset.asset.uri for asset in lineage.inputs}
+    outputs = {asset.asset.uri for asset in lineage.outputs}
+    assert f"{orchestrator.url}/acme/audit_/api/auditlogs" in inputs
+    assert f"s3://{bucket}/lineage.jsonl" in outputs
+    assert result["objects"] == [f"s3://{bucket}/lineage.jsonl"]

@@ -192,3 +192,16 @@ def test_locating_while_entries_arrive_and_expire_stays_cheap():
     assert sorted(ids) == list(range(50_000, 53_600))
     assert reader.stats.probe_requests <= 16
     assert reader.stats.requests <= 30
+
+
+def test_long_windows_log_progress(caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="airflow_provider_orchestrator_audit.export.reader")
+    log = SimulatedLog([10_000_000] * 5_000, shuffle_ties=False)
+    window = AuditWindow(log.ticks[0], log.ticks[-1] + 1)
+    ids, _ = read_all(log, window, page_size=200, progress_interval=0.0)
+    assert len(ids) == 5_000
+    progress = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Read ")]
+    assert progress, "no progress line"
+    assert all("entries/s" in line and "left" in line and " pages (" in line for line in progress)
