@@ -67,6 +67,8 @@ class OrchestratorAuditClient:
         self._tokens = TokenCache()
         # One lock around "read cache, else request a token": concurrent callers share one token request.
         self._token_lock = threading.Lock()
+        # After a 429 no request of this client goes out before this moment (time.monotonic()).
+        self._resume_at = 0.0
 
     def get_audit_logs(
         self,
@@ -103,11 +105,16 @@ class OrchestratorAuditClient:
             except StopIteration as done:
                 return done.value
             if isinstance(step, Send):
+                hold = self._resume_at - time.monotonic()
+                if hold > 0:
+                    time.sleep(hold)
                 try:
                     reply = self._http.send(step.request)
                 except httpx.TransportError as error:
                     reply = error
             elif isinstance(step, Sleep):
+                if step.shared:
+                    self._resume_at = max(self._resume_at, time.monotonic() + step.seconds)
                 time.sleep(step.seconds)
                 reply = None
             elif isinstance(step, NeedToken):
@@ -149,6 +156,7 @@ class AsyncOrchestratorAuditClient:
         )
         self._tokens = TokenCache()
         self._token_lock: asyncio.Lock | None = None
+        self._resume_at = 0.0  # as in the synchronous client: after a 429, everyone waits
 
     async def get_audit_logs(
         self,
@@ -185,11 +193,16 @@ class AsyncOrchestratorAuditClient:
             except StopIteration as done:
                 return done.value
             if isinstance(step, Send):
+                hold = self._resume_at - time.monotonic()
+                if hold > 0:
+                    await asyncio.sleep(hold)
                 try:
                     reply = await self._http.send(step.request)
                 except httpx.TransportError as error:
                     reply = error
             elif isinstance(step, Sleep):
+                if step.shared:
+                    self._resume_at = max(self._resume_at, time.monotonic() + step.seconds)
                 await asyncio.sleep(step.seconds)
                 reply = None
             elif isinstance(step, NeedToken):

@@ -54,9 +54,15 @@ class Send:
 
 @dataclass(frozen=True)
 class Sleep:
-    """Wait this many seconds; the reply is ``None``."""
+    """
+    Wait this many seconds; the reply is ``None``.
+
+    :param shared: the server is throttling the client (429): hold back every request of the client
+        until then, not only this one, so that concurrent pages back off together.
+    """
 
     seconds: float
+    shared: bool = False
 
 
 @dataclass(frozen=True)
@@ -131,7 +137,7 @@ def request_token(settings: ConnectionSettings, policy: RetryPolicy) -> Exchange
                 raise _response_error(settings, where, reply, _validation_problem(exc)) from None
         if reply.status_code in RETRYABLE_STATUSES:
             retry_after = parse_retry_after(reply.headers.get("Retry-After"), reply.content)
-            yield from _wait_or_fail(state, retry_after, where, f"HTTP {reply.status_code}", settings)
+            yield from _wait_or_fail(state, retry_after, where, f"HTTP {reply.status_code}", settings, reply)
             continue
         raise _token_refused(settings, reply)
 
@@ -189,7 +195,7 @@ def _wait_or_fail(
             "The server may be down or throttling; raise the hook's retry limits or try again later."
         )
     log.warning("%s: %s; retrying in %.2fs (attempt %d)", where, problem, wait, state.attempts + 1)
-    yield Sleep(wait)
+    yield Sleep(wait, shared=reply is not None and reply.status_code == 429)
 
 
 def _parse_page(settings: ConnectionSettings, where: str, reply: httpx.Response) -> AuditLogPage:

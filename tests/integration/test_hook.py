@@ -379,3 +379,17 @@ def test_async_hook_raises_the_same_clear_errors(orchestrator, monkeypatch):
     with pytest.raises(OrchestratorAuthError, match="invalid_client") as info:
         asyncio.run(main())
     assert "wrong-async-secret" not in str(info.value)
+
+
+def test_a_429_holds_back_every_request_of_the_client(orchestrator, orchestrator_conn):
+    audit_hook = hook(orchestrator_conn)
+    audit_hook.get_audit_logs(top=1)  # token in hand
+    orchestrator.faults.push(Fault.throttle(retry_after_seconds=1))
+    started = time.monotonic()
+    first = threading.Thread(target=audit_hook.get_audit_logs, kwargs={"top": 1})
+    first.start()
+    time.sleep(0.3)  # the first request has been throttled by now
+    audit_hook.get_audit_logs(top=1, skip=5)  # a concurrent page waits for the same moment
+    assert time.monotonic() - started >= 0.95
+    first.join()
+    assert orchestrator.stats.responses_by_status[429] == 1
