@@ -49,7 +49,7 @@ def measure(kind: str, window: tuple[str, str]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=2)
-    parser.add_argument("--child", nargs=3)
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(*args.child)
@@ -65,7 +65,11 @@ def main() -> None:
         name: {"records": rows[0]["records"], "peak_mib": median([row["peak_mib"] for row in rows])}
         for name, rows in runs.items()
     }
-    assert summary["ours_10k"]["records"] == 10_000 and summary["ours_500k"]["records"] == 500_000, summary
+    # The generated log has one entry per second on average (not exactly): the counts are within 0.1%.
+    assert (
+        abs(summary["ours_10k"]["records"] - 10_000) <= 10 and abs(summary["ours_500k"]["records"] - 500_000) <= 500
+    ), summary
+    assert summary["ours_500k"]["records"] == summary["naive_500k"]["records"], summary
     summary["ours_growth_mib"] = round(summary["ours_500k"]["peak_mib"] - summary["ours_10k"]["peak_mib"], 1)
     summary["naive_growth_over_ours_10k_mib"] = round(
         summary["naive_500k"]["peak_mib"] - summary["ours_10k"]["peak_mib"], 1

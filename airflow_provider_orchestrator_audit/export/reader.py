@@ -148,7 +148,8 @@ class WindowReader:
             progress = _Progress(self, time.monotonic())
             try:
                 while not stitcher.done:
-                    while planned and len(in_flight) < self.max_concurrency * 2:
+                    # One page waiting beyond the busy workers keeps them fed; more would only hold memory.
+                    while planned and len(in_flight) < self.max_concurrency + 1:
                         in_flight.append(pool.submit(self._get, planned.popleft(), self.page_size, "page"))
                     if in_flight:
                         page = in_flight.popleft().result()

@@ -70,8 +70,7 @@ class S3Publisher:
         uploaded: list[str] = []
         try:
             for object_key, part in zip(keys, parts, strict=True):
-                part.file.seek(0)
-                self.s3_hook.load_file_obj(part.file, object_key, bucket_name=self.bucket, replace=True)
+                self.s3_hook.load_file(part.path, object_key, bucket_name=self.bucket, replace=True)
                 uploaded.append(object_key)
         except Exception as error:
             created = [object_key for object_key in uploaded if object_key not in previous]

@@ -14,24 +14,28 @@ from airflow_provider_orchestrator_audit.models import AuditLogEntry
 __all__ = ["COMPRESSIONS", "JsonLinesSpool", "SpooledPart"]
 
 COMPRESSIONS = (None, "gzip")
-#: Parts stay in memory up to this size, then roll over to a temporary file on disk.
-_IN_MEMORY_BYTES = 8 * 1024 * 1024
 
 
 @dataclass
 class SpooledPart:
-    """One finished part: a rewound file object and what it holds."""
+    """One finished part: a rewound, named temporary file and what it holds."""
 
     file: IO[bytes] = field(repr=False)
     records: int
     size: int
 
+    @property
+    def path(self) -> str:
+        """The file's path, for uploads that read it part by part."""
+        return str(self.file.name)
+
 
 class JsonLinesSpool:
     """
-    Writes entries as UTF-8 JSON lines, optionally gzip-compressed on the fly, into spooled temporary
-    files, starting a new part every ``max_records_per_file`` records. Memory stays bounded: each part
-    lives in memory only up to 8 MiB, then on disk.
+    Writes entries as UTF-8 JSON lines, optionally gzip-compressed on the fly, into temporary files on
+    disk, starting a new part every ``max_records_per_file`` records. Memory stays bounded whatever the
+    window's size: lines go to the file as they come, and the upload reads the file by name, chunk by
+    chunk (an in-memory buffer or a file object would make boto3 hold up to 80 MiB of it at once).
 
     :param compression: None or ``"gzip"``.
     :param max_records_per_file: records per part; None keeps the whole window in one part.
@@ -85,7 +89,7 @@ class JsonLinesSpool:
         self.close()
 
     def _start_part(self) -> None:
-        raw: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=_IN_MEMORY_BYTES, mode="w+b")  # noqa: SIM115
+        raw: IO[bytes] = tempfile.NamedTemporaryFile(mode="w+b", prefix="audit-logs-", suffix=".part")  # noqa: SIM115
         self._raw = raw
         # mtime=0 and no file name: the same entries always give the same bytes (and ETag).
         self._writer = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") if self.compression else raw
@@ -96,6 +100,7 @@ class JsonLinesSpool:
             return
         if self._writer is not self._raw:
             self._writer.close()  # writes the gzip trailer; the underlying file stays open
+        self._raw.flush()
         size = self._raw.tell()
         self._raw.seek(0)
         self.parts.append(SpooledPart(self._raw, self._part_records, size))
