@@ -46,3 +46,25 @@ def test_connection_form_metadata_carries_the_custom_fields():
     assert behaviour["relabeling"] == {"host": "Base URL", "login": "Client ID", "password": "Client secret"}
     assert behaviour["placeholders"]["extra__orchestrator_audit__organization"] == "acme"
     assert hooks["orchestrator_audit"].hook_name == "UiPath Orchestrator Audit"
+
+
+def test_airflow_cli_lists_the_provider_without_warnings(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    env = dict(os.environ, AIRFLOW_HOME=str(tmp_path))
+    outputs = {}
+    for command in (["providers", "list"], ["providers", "hooks"], ["providers", "get", "airflow-provider-orchestrator-audit"]):
+        done = subprocess.run([airflow, *command], env=env, capture_output=True, text=True, timeout=120, check=True)
+        outputs[command[1]] = done.stdout + done.stderr
+    assert "airflow-provider-orchestrator-audit" in outputs["list"]
+    assert "UiPath Orchestrator Audit" in outputs["hooks"] and "orchestrator_audit" in outputs["hooks"]
+    assert "0.1.0" in outputs["get"]
+    for text in outputs.values():
+        assert "warning" not in text.lower()
+        # (The amazon provider's optional DuckDB hook reports an import error of its own here.)
+        ours = [line for line in text.splitlines() if "orchestrator" in line.lower()]
+        assert ours and not any("error" in line.lower() for line in ours)
