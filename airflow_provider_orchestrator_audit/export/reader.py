@@ -118,9 +118,15 @@ class WindowReader:
         if window.is_empty:
             return
         with ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="audit-page") as pool:
-            # Both edges at once: each search is sequential, but they are independent.
+            # Both edges at once: each search is sequential, but they are independent. The first page
+            # needs only the upper edge, so it is read while the lower search may still be running.
             lower_future = pool.submit(self._search, window.start)
             upper = self._search(window.end)
+            stitcher: WindowStitcher[AuditLogEntry] = WindowStitcher(
+                window, upper.result, upper.newer_seen_at, upper.newer_total
+            )
+            # The first page is read alone: it tells how many entries the server gives per page.
+            first = self._get(stitcher.anchor_offset, self.page_size, "page")
             lower = lower_future.result()
             self._expected_records = max(0, lower.result - upper.result)
             self.log.info(
@@ -132,11 +138,6 @@ class WindowReader:
                 self._expected_records,
                 self.stats.probe_requests,
             )
-            stitcher: WindowStitcher[AuditLogEntry] = WindowStitcher(
-                window, upper.result, upper.newer_seen_at, upper.newer_total
-            )
-            # The first page is read alone: it tells how many entries the server gives per page.
-            first = self._get(stitcher.anchor_offset, self.page_size, "page")
             if not self._page_size_fixed and not first.reaches_end and len(first.entries) < self.page_size:
                 self.page_size = max(1, len(first.entries))
             self.stats.page_size = self.page_size
@@ -148,8 +149,9 @@ class WindowReader:
             progress = _Progress(self, time.monotonic())
             try:
                 while not stitcher.done:
-                    # One page waiting beyond the busy workers keeps them fed; more would only hold memory.
-                    while planned and len(in_flight) < self.max_concurrency + 1:
+                    # A second round queued behind the busy workers keeps them fed while the stitcher
+                    # catches up; pages held are bounded by 2 x max_concurrency whatever the window.
+                    while planned and len(in_flight) < self.max_concurrency * 2:
                         in_flight.append(pool.submit(self._get, planned.popleft(), self.page_size, "page"))
                     if in_flight:
                         page = in_flight.popleft().result()

@@ -55,17 +55,21 @@ class JsonLinesSpool:
         self._part_records = 0
 
     def write(self, entries: Iterable[AuditLogEntry]) -> None:
-        """Append entries, newest first as read."""
+        """Append entries, newest first as read; a batch is encoded and written in one go per part."""
+        batch = list(entries)
         limit = self.max_records_per_file
-        for entry in entries:
+        start = 0
+        while start < len(batch):
             if self._writer is None or (limit is not None and self._part_records >= limit):
                 self._finish_part()
                 self._start_part()
             assert self._writer is not None
-            self._writer.write(entry.to_json().encode("utf-8"))
-            self._writer.write(b"\n")
-            self._part_records += 1
-            self.records += 1
+            room = len(batch) - start if limit is None else min(limit - self._part_records, len(batch) - start)
+            lines = [entry.to_json() for entry in batch[start : start + room]]
+            self._writer.write(("\n".join(lines) + "\n").encode("utf-8"))
+            self._part_records += room
+            self.records += room
+            start += room
 
     def finish(self) -> list[SpooledPart]:
         """Close the last part and return all parts, rewound. A window with no entries has one empty part."""

@@ -22,10 +22,7 @@ if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
     from airflow.sdk import Context
 
-__all__ = ["UPLOAD_TRANSFER_CONFIG", "AuditLogsToS3Operator"]
-
-#: Multipart upload settings: 4 parts of 8 MiB in flight at most (32 MiB buffered).
-UPLOAD_TRANSFER_CONFIG = {"max_concurrency": 4, "multipart_chunksize": 8 * 1024 * 1024}
+__all__ = ["AuditLogsToS3Operator"]
 
 _MANUAL_RUN_ADVICE = (
     "set window_start and window_end on the operator (ISO-8601, e.g. '2026-01-31T13:00:00Z'; templates such as "
@@ -123,9 +120,7 @@ class AuditLogsToS3Operator(BaseOperator):
         """The destination, through the amazon provider."""
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-        # boto3's managed transfer buffers max_concurrency x multipart_chunksize bytes; its defaults
-        # (10 x 8 MiB) would make peak memory depend on the upload, not on the export.
-        return S3Hook(aws_conn_id=self.aws_conn_id, transfer_config_args=UPLOAD_TRANSFER_CONFIG)
+        return S3Hook(aws_conn_id=self.aws_conn_id)
 
     def resolve_window(self, context: Context) -> AuditWindow:
         """
