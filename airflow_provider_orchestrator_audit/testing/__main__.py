@@ -71,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="chance an entry shares the createdOn of the one before (default: %(default)s)",
     )
     serve.add_argument(
+        "--cache-size",
+        type=int,
+        default=65_536,
+        help="entries kept serialised, so that pages read again cost little CPU (default: %(default)s)",
+    )
+    serve.add_argument(
         "--seed", type=int, default=0, help="selects the generated log and the tie order (default: %(default)s)"
     )
     serve.add_argument(
@@ -121,6 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
             entries_per_hour=args.entries_per_hour,
             tie_probability=args.tie_probability,
+            cache_size=args.cache_size,
         )
         server = LocalOrchestratorServer(
             dataset,
