@@ -86,5 +86,24 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_provider_orchestrator_audit.hooks.orchestrator_audit"],
             }
         ],
+        "sensors": [
+            {
+                "integration-name": _INTEGRATION,
+                "python-modules": ["airflow_provider_orchestrator_audit.sensors.audit_logs"],
+            }
+        ],
+        "triggers": [
+            {
+                "integration-name": _INTEGRATION,
+                "python-modules": ["airflow_provider_orchestrator_audit.triggers.audit_logs"],
+            }
+        ],
+        "transfers": [
+            {
+                "source-integration-name": _INTEGRATION,
+                "target-integration-name": "Amazon Simple Storage Service (S3)",
+                "python-module": "airflow_provider_orchestrator_audit.transfers.audit_logs_to_s3",
+            }
+        ],
         "connection-types": [_connection_form()],
     }

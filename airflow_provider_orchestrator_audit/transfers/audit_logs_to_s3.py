@@ -16,6 +16,7 @@ from airflow_provider_orchestrator_audit.export.s3_publisher import S3Publisher
 from airflow_provider_orchestrator_audit.export.spool import COMPRESSIONS, JsonLinesSpool
 from airflow_provider_orchestrator_audit.hooks.orchestrator_audit import OrchestratorAuditHook
 from airflow_provider_orchestrator_audit.paging.window import AuditWindow, WindowError
+from airflow_provider_orchestrator_audit.templating import unset_to_none
 from airflow_provider_orchestrator_audit.timestamps import format_ticks
 
 if TYPE_CHECKING:
@@ -28,13 +29,6 @@ _MANUAL_RUN_ADVICE = (
     "set window_start and window_end on the operator (ISO-8601, e.g. '2026-01-31T13:00:00Z'; templates such as "
     "'{{ params.window_start }}' work), or trigger the DAG with a data interval (a scheduled run or a backfill)"
 )
-
-
-def _given(value: Any) -> Any:
-    """A bound, or None when unset; a template of an unset param renders as the text 'None'."""
-    if value is None or (isinstance(value, str) and value.strip() in ("", "None")):
-        return None
-    return value
 
 
 class AuditLogsToS3Operator(BaseOperator):
@@ -128,7 +122,7 @@ class AuditLogsToS3Operator(BaseOperator):
 
         :raises WindowError: when neither gives a usable window, saying how to set one.
         """
-        start, end = _given(self.window_start), _given(self.window_end)
+        start, end = unset_to_none(self.window_start), unset_to_none(self.window_end)
         if (start is None) != (end is None):
             missing = "window_end" if end is None else "window_start"
             raise WindowError(f"{self.task_id}: {missing} is not set while the other bound is; set both or neither")

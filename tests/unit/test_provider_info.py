@@ -57,7 +57,11 @@ def test_airflow_cli_lists_the_provider_without_warnings(tmp_path):
     airflow = str(Path(sys.executable).with_name("airflow"))
     env = dict(os.environ, AIRFLOW_HOME=str(tmp_path))
     outputs = {}
-    for command in (["providers", "list"], ["providers", "hooks"], ["providers", "get", "airflow-provider-orchestrator-audit"]):
+    for command in (
+        ["providers", "list"],
+        ["providers", "hooks"],
+        ["providers", "get", "airflow-provider-orchestrator-audit"],
+    ):
         done = subprocess.run([airflow, *command], env=env, capture_output=True, text=True, timeout=120, check=True)
         outputs[command[1]] = done.stdout + done.stderr
     assert "airflow-provider-orchestrator-audit" in outputs["list"]

@@ -1,0 +1,1 @@
+"""Sensors that wait for new entries in an organization's audit log."""

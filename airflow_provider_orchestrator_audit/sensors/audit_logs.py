@@ -1,0 +1,250 @@
+"""Wait until an organization's audit log holds new entries: :class:`AuditLogsTotalCountSensor`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
+from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
+
+from airflow_provider_orchestrator_audit.exceptions import (
+    OrchestratorAuditError,
+    OrchestratorAuthError,
+    OrchestratorConfigError,
+    OrchestratorRequestError,
+    OrchestratorResponseError,
+)
+from airflow_provider_orchestrator_audit.hooks.orchestrator_audit import OrchestratorAuditHook
+from airflow_provider_orchestrator_audit.templating import unset_to_none
+from airflow_provider_orchestrator_audit.timestamps import Ticks, TimestampError, format_ticks, to_ticks
+from airflow_provider_orchestrator_audit.triggers.audit_logs import (
+    AuditLogsTotalCountTrigger,
+    NewEntriesCondition,
+    Observation,
+)
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+__all__ = ["AuditLogsTotalCountSensor"]
+
+#: Where the first poke's ``totalCount`` is kept (Airflow's task state store, one per DAG run and task).
+BASELINE_STATE_KEY = "orchestrator_audit_baseline_count"
+
+# The trigger gives up at the sensor's deadline by itself. The scheduler's own deferral timeout is a
+# backstop for a trigger that never runs (no triggerer up); set a little later so that the trigger's
+# message, which says what was compared, normally wins.
+_DEFERRAL_GRACE = timedelta(minutes=1)
+
+# The error classes a trigger's error event may name; anything else is reported as a request error.
+_ERROR_CLASSES: dict[str, type[OrchestratorAuditError]] = {
+    cls.__name__: cls
+    for cls in (OrchestratorConfigError, OrchestratorAuthError, OrchestratorRequestError, OrchestratorResponseError)
+}
+
+
+class AuditLogsTotalCountSensor(BaseSensorOperator):
+    """
+    Wait until an organization's audit log holds new entries, for pipelines that export on activity.
+
+    Each poke costs one request, ``top=1`` sorted by ``createdOn`` descending, which gives both the log's
+    ``totalCount`` and its newest entry. The sensor succeeds when **either** condition that is set holds:
+
+    * ``totalCount > baseline_count``. With ``baseline_count=None`` (and no ``newer_than``), the baseline
+      is the ``totalCount`` of the first poke of this DAG run, kept in Airflow's task state store so that
+      retries and ``mode="reschedule"`` compare against the same number.
+    * the newest entry's ``createdOn`` is later than ``newer_than``, compared at full 100 ns precision.
+
+    **Retention**: Orchestrator removes entries older than its retention period (about 30 days on
+    Community, 2 years on Enterprise) while new ones arrive, so ``totalCount`` can stay flat or even
+    shrink although new activity was logged. Growth alone can then miss new entries, or notice them
+    late. ``newer_than`` (e.g. the end of the last export) is not affected; use it, alone or together
+    with ``baseline_count``, wherever retention removes entries at the rate they arrive.
+
+    The XCom return value is the ``totalCount`` observed when the sensor succeeded, an ``int``: a later
+    run can pass it back as its ``baseline_count``.
+
+    With ``deferrable=True`` the sensor checks once and, if nothing is new yet, hands the wait to
+    :class:`~airflow_provider_orchestrator_audit.triggers.audit_logs.AuditLogsTotalCountTrigger`, freeing
+    its worker slot. The trigger gets the baseline and the absolute deadline (``timeout`` counted from the
+    sensor's start), so a triggerer restart resumes the same wait. A request that fails for good fails the
+    task with the hook's error
+    (:class:`~airflow_provider_orchestrator_audit.exceptions.OrchestratorAuthError` etc.); the deadline
+    fails it with :class:`~airflow.sdk.exceptions.AirflowSensorTimeout`. ``soft_fail`` skips the task on a
+    timeout, in every mode; errors still fail it (Airflow's default for deferred sensors would skip them
+    too, hiding e.g. a revoked secret).
+
+    :param orchestrator_conn_id: the ``orchestrator_audit`` connection.
+    :param baseline_count: succeed when ``totalCount`` is greater than this. None (or a template that
+        renders as ``None`` or empty): the ``totalCount`` of this run's first poke, unless ``newer_than``
+        is set, in which case the count is not looked at. (templated)
+    :param newer_than: succeed when the newest entry's ``createdOn`` is later than this ISO-8601 timestamp
+        (up to 7 fractional digits, any UTC offset, UTC when it has none) or datetime. None: not checked.
+        A value that is not a timestamp fails the task before any request. (templated)
+    :param deferrable: wait in the triggerer instead of a worker slot. Default: Airflow's
+        ``[operators] default_deferrable``.
+    :param poke_interval: seconds between requests (also in the trigger).
+    :param timeout: seconds from the sensor's start until it fails with ``AirflowSensorTimeout``.
+    :param mode: ``poke`` or ``reschedule`` (ignored when deferrable).
+    """
+
+    template_fields: Sequence[str] = ("baseline_count", "newer_than")
+    ui_color = "#fa4616"
+
+    def __init__(
+        self,
+        *,
+        orchestrator_conn_id: str = OrchestratorAuditHook.default_conn_name,
+        baseline_count: int | str | None = None,
+        newer_than: str | datetime | date | None = None,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.orchestrator_conn_id = orchestrator_conn_id
+        self.baseline_count = baseline_count
+        self.newer_than = newer_than
+        self.deferrable = deferrable
+        self._first_count: int | None = None
+
+    @cached_property
+    def hook(self) -> OrchestratorAuditHook:
+        """The audit-log hook; one HTTP connection is plenty for one request per poke."""
+        return OrchestratorAuditHook(self.orchestrator_conn_id, max_connections=1)
+
+    # --- arguments ------------------------------------------------------------------------------------
+
+    def _explicit_baseline(self) -> int | None:
+        value = unset_to_none(self.baseline_count)
+        if value is None:
+            return None
+        count: int | None = None
+        if isinstance(value, int) and not isinstance(value, bool):
+            count = value
+        elif isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+            count = int(value.strip())  # a rendered template is text
+        if count is None or count < 0:
+            raise OrchestratorConfigError(
+                f"{self.task_id}: baseline_count must be a non-negative integer, or None for the totalCount "
+                f"of the first poke; got {value!r}"
+            )
+        return count
+
+    def _newer_than_ticks(self) -> Ticks | None:
+        value = unset_to_none(self.newer_than)
+        if value is None:
+            return None
+        try:
+            return to_ticks(value)
+        except TimestampError as error:
+            raise OrchestratorConfigError(f"{self.task_id}: newer_than: {error}") from None
+
+    def _baseline(
+        self, context: Context, explicit: int | None, newer_than: Ticks | None, total_count: int
+    ) -> int | None:
+        """The count to beat: explicit, this run's first poke, or None when only ``newer_than`` is checked."""
+        if explicit is not None:
+            return explicit
+        if newer_than is not None:
+            return None
+        if self._first_count is not None:
+            return self._first_count
+        # Each reschedule and each retry runs in a fresh process: the first poke's count must outlive it.
+        store = context.get("task_state_store")
+        if store is not None:
+            stored = store.get(BASELINE_STATE_KEY)
+            if isinstance(stored, int) and not isinstance(stored, bool):
+                self.log.info("Baseline: totalCount %d, seen at this run's first poke", stored)
+                self._first_count = stored
+                return stored
+        elif self.reschedule and not self.deferrable:
+            raise OrchestratorConfigError(
+                f"{self.task_id}: mode='reschedule' with baseline_count=None needs Airflow's task state store "
+                "(context['task_state_store'], missing here) to remember the first poke's totalCount; set "
+                "baseline_count, or use poke mode or deferrable=True"
+            )
+        self.log.info("Baseline: totalCount %d at the first poke", total_count)
+        self._first_count = total_count
+        if store is not None:
+            store.set(BASELINE_STATE_KEY, total_count)
+        return total_count
+
+    # --- checking ------------------------------------------------------------------------------------
+
+    def _check(self, context: Context) -> tuple[NewEntriesCondition, Observation]:
+        explicit, newer_than = self._explicit_baseline(), self._newer_than_ticks()
+        page = self.hook.get_audit_logs(top=1, sort_by="createdOn", sort_order="desc")
+        condition = NewEntriesCondition(self._baseline(context, explicit, newer_than, page.total_count), newer_than)
+        observation = condition.observe(page)
+        if observation.is_met:
+            self.log.info("New audit entries: %s", observation.reason)
+        else:
+            self.log.info("No new audit entries yet: %s", observation.pending)
+        return condition, observation
+
+    def poke(self, context: Context) -> PokeReturnValue:
+        """One request: done when either condition holds; the XCom value is the ``totalCount`` seen."""
+        _, observation = self._check(context)
+        return PokeReturnValue(is_done=observation.is_met, xcom_value=observation.total_count)
+
+    def execute(self, context: Context) -> int | None:
+        started = time.time()
+        self._first_count = None  # this run's, not one left on the object by an earlier run
+        # Bad arguments fail here, before any request (and before a worker slot is given up).
+        self._explicit_baseline()
+        self._newer_than_ticks()
+        try:
+            if not self.deferrable:
+                return super().execute(context)
+            condition, observation = self._check(context)
+        finally:
+            self.hook.close()
+        if observation.is_met:
+            return observation.total_count
+        self.defer(
+            trigger=AuditLogsTotalCountTrigger(
+                orchestrator_conn_id=self.orchestrator_conn_id,
+                baseline_count=condition.baseline_count,
+                newer_than=None if condition.newer_than is None else format_ticks(condition.newer_than),
+                poke_interval=self.poke_interval,
+                # Absolute, so that the wait ends on time however often the trigger is restarted.
+                deadline=started + self.timeout,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout) + _DEFERRAL_GRACE,
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> int:
+        """
+        Resume after the trigger fired: return the ``totalCount``, or raise what went wrong.
+
+        :param event: the trigger's payload, see :class:`AuditLogsTotalCountTrigger`.
+        :raises AirflowSensorTimeout: when the deadline passed with nothing new.
+        :raises OrchestratorAuditError: the subclass the trigger named, with the hook's message.
+        """
+        if not isinstance(event, dict) or event.get("status") not in ("success", "timeout", "error"):
+            raise OrchestratorRequestError(
+                f"{self.task_id}: the trigger fired an event this sensor does not know: {event!r}"
+            )
+        status, message = event["status"], str(event.get("message") or "")
+        if status == "success":
+            self.log.info("New audit entries: %s", message)
+            return int(event["total_count"])
+        if status == "timeout":
+            raise AirflowSensorTimeout(message)
+        error_class = _ERROR_CLASSES.get(str(event.get("error_type")), OrchestratorRequestError)
+        raise error_class(message or f"{self.task_id}: the trigger reported an error without a message")
+
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
+        try:
+            return super().resume_execution(next_method, next_kwargs, context)
+        except AirflowSkipException as skip:
+            # BaseSensorOperator skips on any error after a deferral when soft_fail is set, while in poke
+            # mode soft_fail only covers timeouts. Keep the poke-mode meaning: a refused secret must fail.
+            if self.soft_fail and isinstance(skip.__cause__, OrchestratorAuditError):
+                raise skip.__cause__ from None
+            raise

@@ -1,0 +1,256 @@
+"""
+Wait in Airflow's triggerer until an organization's audit log holds new entries.
+
+The API has no change feed and no ids, so "new" is read off one ``top=1`` request sorted by
+``createdOn`` descending: its ``totalCount``, and the ``createdOn`` of the newest entry. Two conditions
+are offered, and either one that is set suffices:
+
+* **growth**: ``totalCount > baseline_count``. Cheap and exact while nothing expires, but retention
+  removes old entries as new ones arrive, so the count can stand still or shrink while new activity
+  is logged.
+* **newer entry**: the newest ``createdOn`` is later than ``newer_than``, compared at full 100 ns
+  precision. Immune to retention; it needs a reference time, such as the end of the last export.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowNotFoundException
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_orchestrator_audit.exceptions import (
+    OrchestratorAuditError,
+    OrchestratorConfigError,
+    OrchestratorRequestError,
+)
+from airflow_provider_orchestrator_audit.hooks.orchestrator_audit import OrchestratorAuditAsyncHook
+from airflow_provider_orchestrator_audit.models import AuditLogPage
+from airflow_provider_orchestrator_audit.timestamps import Ticks, TimestampError, format_ticks, parse_timestamp
+
+__all__ = ["AuditLogsTotalCountTrigger", "NewEntriesCondition", "Observation"]
+
+
+@dataclass(frozen=True)
+class Observation:
+    """
+    What one ``top=1`` request saw, and whether it means "new entries".
+
+    :param total_count: the ``totalCount`` of the response.
+    :param newest_created_on: the newest entry's ``createdOn`` as sent, or None when the log is empty.
+    :param reason: why the condition holds, or None when it does not.
+    :param pending: what was compared when it does not hold, for the log.
+    """
+
+    total_count: int
+    newest_created_on: str | None
+    reason: str | None
+    pending: str
+
+    @property
+    def is_met(self) -> bool:
+        """True when the audit log has new entries."""
+        return self.reason is not None
+
+
+@dataclass(frozen=True)
+class NewEntriesCondition:
+    """
+    When the audit log counts as having new entries; either condition that is set suffices.
+
+    :param baseline_count: met when ``totalCount`` is greater than this.
+    :param newer_than: met when the newest entry's ``createdOn`` is later than this (100 ns ticks).
+    :raises OrchestratorConfigError: when neither is set, or ``baseline_count`` is negative.
+    """
+
+    baseline_count: int | None = None
+    newer_than: Ticks | None = None
+
+    def __post_init__(self) -> None:
+        if self.baseline_count is None and self.newer_than is None:
+            raise OrchestratorConfigError("set baseline_count, newer_than or both: there is nothing to wait for")
+        if self.baseline_count is not None and self.baseline_count < 0:
+            raise OrchestratorConfigError(f"baseline_count must be >= 0, got {self.baseline_count}")
+
+    def observe(self, page: AuditLogPage) -> Observation:
+        """
+        Judge one response of ``get_audit_logs(top=1)`` sorted by ``createdOn`` descending.
+
+        :param page: the response; its first entry, if any, is the newest.
+        """
+        total = page.total_count
+        newest = page.results[0] if page.results else None
+        met: list[str] = []
+        pending: list[str] = []
+        if self.baseline_count is not None:
+            comparison = f"totalCount {total} vs baseline {self.baseline_count}"
+            (met if total > self.baseline_count else pending).append(comparison)
+        if self.newer_than is not None:
+            limit = format_ticks(self.newer_than)
+            if newest is None:
+                pending.append(f"the log is empty, nothing is newer than {limit}")
+            else:
+                # Ticks, not datetimes: two entries 100 ns apart are distinct, and datetime keeps only 6 digits.
+                comparison = f"newest createdOn {newest.created_on} vs {limit}"
+                (met if newest.created_on_ticks > self.newer_than else pending).append(comparison)
+        return Observation(
+            total_count=total,
+            newest_created_on=newest.created_on if newest is not None else None,
+            reason="; ".join(met) or None,
+            pending="; ".join(pending),
+        )
+
+    def describe(self) -> str:
+        """The condition in words, for logs and error messages."""
+        parts = []
+        if self.baseline_count is not None:
+            parts.append(f"totalCount > {self.baseline_count}")
+        if self.newer_than is not None:
+            parts.append(f"newest createdOn > {format_ticks(self.newer_than)}")
+        return " or ".join(parts)
+
+
+def _error_payload(error: Exception, conn_id: str) -> dict[str, Any]:
+    """An error as an event payload: the provider's error class by name, and its message."""
+    if isinstance(error, OrchestratorAuditError):
+        return {"status": "error", "error_type": type(error).__name__, "message": str(error)}
+    if isinstance(error, AirflowNotFoundException):
+        # The async connection lookup raises this for an unknown conn_id; it is a configuration mistake.
+        return {
+            "status": "error",
+            "error_type": OrchestratorConfigError.__name__,
+            "message": f"connection {conn_id!r} could not be read: {error}",
+        }
+    return {
+        "status": "error",
+        "error_type": OrchestratorRequestError.__name__,
+        "message": f"{type(error).__name__}: {error}",
+    }
+
+
+class AuditLogsTotalCountTrigger(BaseTrigger):
+    """
+    Poll the audit log with one ``top=1`` request per interval until it holds new entries.
+
+    It fires exactly one event, whose payload ``status`` is
+
+    * ``"success"``, with ``total_count`` (int), ``newest_created_on`` and ``message`` (what held);
+    * ``"timeout"``, once ``deadline`` has passed, with the last ``total_count`` seen and ``message``;
+    * ``"error"``, with ``error_type`` (the name of the
+      :class:`~airflow_provider_orchestrator_audit.exceptions.OrchestratorAuditError` subclass to raise) and
+      ``message``, as soon as a request fails for good. Transient failures
+      (429, 5xx, resets) are retried inside the hook first, within its retry policy, so an outage
+      never turns into a loop of failing polls.
+
+    Everything it needs to resume is in :meth:`serialize`: the baseline is fixed when the task defers,
+    and the deadline is an absolute time, so a triggerer restart neither re-baselines nor extends the
+    timeout. It reads the connection with the async hook (``aget_connection``), never blocking the event
+    loop, and closes its HTTP connections before firing.
+
+    :param orchestrator_conn_id: the ``orchestrator_audit`` connection.
+    :param baseline_count: fire when ``totalCount`` is greater than this; None to ignore the count.
+    :param newer_than: fire when the newest ``createdOn`` is later than this ISO-8601 timestamp (7 fractional
+        digits are kept); None to ignore timestamps.
+    :param poke_interval: seconds between requests.
+    :param deadline: POSIX time (seconds) after which the trigger fires ``"timeout"``; None to wait forever.
+    :raises OrchestratorConfigError: when neither condition is set or ``newer_than`` is not a timestamp.
+    """
+
+    def __init__(
+        self,
+        *,
+        orchestrator_conn_id: str,
+        baseline_count: int | None = None,
+        newer_than: str | None = None,
+        poke_interval: float = 60.0,
+        deadline: float | None = None,
+    ) -> None:
+        super().__init__()
+        try:
+            newer_than_ticks = None if newer_than is None else parse_timestamp(newer_than)
+        except TimestampError as error:
+            raise OrchestratorConfigError(f"newer_than: {error}") from None
+        if poke_interval < 0:
+            raise OrchestratorConfigError(f"poke_interval must be >= 0 seconds, got {poke_interval}")
+        self.condition = NewEntriesCondition(baseline_count, newer_than_ticks)
+        self.orchestrator_conn_id = orchestrator_conn_id
+        self.poke_interval = float(poke_interval)
+        self.deadline = deadline
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        """The class path and the keyword arguments that recreate this trigger in the triggerer."""
+        newer_than = self.condition.newer_than
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "orchestrator_conn_id": self.orchestrator_conn_id,
+                "baseline_count": self.condition.baseline_count,
+                # Orchestrator's own 7-digit form: exact, and readable in the UI.
+                "newer_than": None if newer_than is None else format_ticks(newer_than),
+                "poke_interval": self.poke_interval,
+                "deadline": self.deadline,
+            },
+        )
+
+    @cached_property
+    def hook(self) -> OrchestratorAuditAsyncHook:
+        """The async hook; one HTTP connection is plenty for one request per interval."""
+        return OrchestratorAuditAsyncHook(self.orchestrator_conn_id, max_connections=1)
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Poll until the condition holds, the deadline passes or a request fails; then fire once."""
+        try:
+            payload = await self._poll()
+        finally:
+            # Closed before the event goes out: the triggerer may never resume this generator.
+            await self.hook.aclose()
+        yield TriggerEvent(payload)
+
+    async def _poll(self) -> dict[str, Any]:
+        condition = self.condition
+        self.log.info(
+            "Waiting for new audit entries in %r: %s, polling every %ss",
+            self.orchestrator_conn_id,
+            condition.describe(),
+            self.poke_interval,
+        )
+        while True:
+            try:
+                page = await self.hook.get_audit_logs(top=1, sort_by="createdOn", sort_order="desc")
+            except Exception as error:  # every failure becomes one error event, not a crash loop
+                if not isinstance(error, (OrchestratorAuditError, AirflowNotFoundException)):
+                    self.log.exception("Unexpected error while polling the audit log")
+                return _error_payload(error, self.orchestrator_conn_id)
+            observation = condition.observe(page)
+            if observation.is_met:
+                self.log.info("New audit entries: %s", observation.reason)
+                return {
+                    "status": "success",
+                    "total_count": observation.total_count,
+                    "newest_created_on": observation.newest_created_on,
+                    "message": observation.reason,
+                }
+            now = time.time()
+            if self.deadline is not None and now >= self.deadline:
+                deadline = datetime.fromtimestamp(self.deadline, UTC).isoformat()
+                return {
+                    "status": "timeout",
+                    "total_count": observation.total_count,
+                    "newest_created_on": observation.newest_created_on,
+                    "message": (
+                        f"Sensor has timed out: no new audit entries in {self.orchestrator_conn_id!r} by {deadline} "
+                        f"({observation.pending})"
+                    ),
+                }
+            self.log.info("No new audit entries yet: %s", observation.pending)
+            wait = self.poke_interval
+            if self.deadline is not None:
+                # Wake up at the deadline rather than a whole interval past it: one last look, then give up.
+                wait = min(wait, max(0.0, self.deadline - now))
+            await asyncio.sleep(wait)
