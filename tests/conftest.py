@@ -108,7 +108,9 @@ def bucket(s3_server: LocalS3Server, monkeypatch: pytest.MonkeyPatch, request: p
     """A fresh bucket for one test, reachable through the ``aws_default`` connection."""
     import re
 
-    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-") + f"-{os.getpid() % 10000}"
+    import uuid
+
+    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-") + f"-{uuid.uuid4().hex[:8]}"
     s3_server.create_bucket(name)
     set_connection(monkeypatch, "aws_default", s3_server.airflow_connection())
     return name

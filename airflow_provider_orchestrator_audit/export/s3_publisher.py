@@ -12,9 +12,20 @@ from airflow_provider_orchestrator_audit.export.spool import SpooledPart
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
+    from airflow_provider_orchestrator_audit.export.s3_stream import StreamingUploads
+
 __all__ = ["S3Publisher"]
 
 log = logging.getLogger(__name__)
+
+
+def _report_output(s3_hook: S3Hook, bucket: str, key: str) -> None:
+    # S3Hook reports the objects it uploads itself; a completed multipart upload is reported here.
+    from airflow.providers.common.compat.lineage.hook import get_hook_lineage_collector
+
+    get_hook_lineage_collector().add_output_asset(
+        context=s3_hook, scheme="s3", asset_kwargs={"bucket": bucket, "key": key}
+    )
 
 
 def _reason(error: BaseException) -> str:
@@ -56,27 +67,42 @@ class S3Publisher:
                 "endpoint_url, region and credentials."
             ) from None
 
-    def publish(self, key: str, parts: list[SpooledPart], *, split: bool) -> list[str]:
+    @staticmethod
+    def object_key(key: str, index: int, *, split: bool) -> str:
+        """The key of part ``index``: ``key`` itself, or ``<key stem>.part-NNNNN<ext>`` when ``split``."""
+        if not split and index != 0:
+            raise ValueError("one object per window needs exactly one part")
+        return part_key(key, index) if split else key
+
+    def publish(
+        self, key: str, parts: list[SpooledPart], *, split: bool, streamed: StreamingUploads | None = None
+    ) -> list[str]:
         """
-        Upload ``parts``; return their ``s3://`` URIs.
+        Upload ``parts`` (completing the multipart uploads that ``streamed`` began while reading);
+        return their ``s3://`` URIs.
 
         :param key: the object key, or the base of the part keys when ``split``.
         :param split: name the objects ``<key stem>.part-NNNNN<ext>`` even when there is one part.
+        :param streamed: uploads already under way for the larger parts.
         """
-        keys = [part_key(key, index) for index in range(len(parts))] if split else [key]
-        if not split and len(parts) != 1:
-            raise ValueError("one object per window needs exactly one part")
+        keys = [self.object_key(key, index, split=split) for index in range(len(parts))]
         previous = self._existing(key)
         uploaded: list[str] = []
         try:
-            for object_key, part in zip(keys, parts, strict=True):
+            completed = streamed.complete(parts) if streamed is not None else set()
+            uploaded.extend(keys[index] for index in sorted(completed))
+            for index, (object_key, part) in enumerate(zip(keys, parts, strict=True)):
+                if index in completed:
+                    _report_output(self.s3_hook, self.bucket, object_key)
+                    continue
                 self.s3_hook.load_file(part.path, object_key, bucket_name=self.bucket, replace=True)
                 uploaded.append(object_key)
         except Exception as error:
             created = [object_key for object_key in uploaded if object_key not in previous]
             self._delete(created, quiet=True)
+            failed = next((object_key for object_key in keys if object_key not in uploaded), keys[-1])
             raise AuditExportError(
-                f"Uploading s3://{self.bucket}/{keys[len(uploaded)]} failed ({_reason(error)}); "
+                f"Uploading s3://{self.bucket}/{failed} failed ({_reason(error)}); "
                 f"{len(uploaded)} of {len(keys)} parts had been written and the new ones were removed again. "
                 "Nothing was read twice: rerun the task once S3 is reachable."
             ) from None

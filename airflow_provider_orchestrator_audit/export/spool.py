@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gzip
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import IO, Self
@@ -70,6 +70,14 @@ class JsonLinesSpool:
             self._part_records += room
             self.records += room
             start += room
+
+    def files(self) -> Iterator[tuple[int, str, int]]:
+        """``(index, path, bytes written)`` of every part so far, the open one flushed to disk."""
+        for index, part in enumerate(self.parts):
+            yield index, part.path, part.size
+        if self._raw is not None:
+            self._raw.flush()
+            yield len(self.parts), str(self._raw.name), self._raw.tell()
 
     def finish(self) -> list[SpooledPart]:
         """Close the last part and return all parts, rewound. A window with no entries has one empty part."""

@@ -13,6 +13,7 @@ from airflow_provider_orchestrator_audit.exceptions import OrchestratorConfigErr
 from airflow_provider_orchestrator_audit.export.keys import DEFAULT_PREFIX, default_key
 from airflow_provider_orchestrator_audit.export.reader import WindowReader
 from airflow_provider_orchestrator_audit.export.s3_publisher import S3Publisher
+from airflow_provider_orchestrator_audit.export.s3_stream import StreamingUploads
 from airflow_provider_orchestrator_audit.export.spool import COMPRESSIONS, JsonLinesSpool
 from airflow_provider_orchestrator_audit.hooks.orchestrator_audit import OrchestratorAuditHook
 from airflow_provider_orchestrator_audit.paging.window import AuditWindow, WindowError
@@ -156,13 +157,20 @@ class AuditLogsToS3Operator(BaseOperator):
         reader = WindowReader(
             self._fetch_page, window, page_size=self.page_size, max_concurrency=self.max_concurrency, logger=self.log
         )
+        split = self.max_records_per_file is not None
+        # Larger parts go up while the window is still being read; nothing is visible before the end.
+        streamed = StreamingUploads(
+            self.s3_hook, self.s3_bucket, lambda index: S3Publisher.object_key(key, index, split=split)
+        )
         try:
             with JsonLinesSpool(self.compression, self.max_records_per_file) as spool:
                 for batch in reader:
                     spool.write(batch)
+                    streamed.advance(spool)
                 parts = spool.finish()
                 self.log.info(
-                    "Read %d entries in %d requests (%d probes, %d pages, %d repairs) in %.1fs; uploading %d part(s), %d bytes",
+                    "Read %d entries in %d requests (%d probes, %d pages, %d repairs) in %.1fs; "
+                    "uploading %d part(s), %d bytes",
                     spool.records,
                     reader.stats.requests,
                     reader.stats.probe_requests,
@@ -172,9 +180,13 @@ class AuditLogsToS3Operator(BaseOperator):
                     len(parts),
                     sum(part.size for part in parts),
                 )
-                objects = publisher.publish(key, parts, split=self.max_records_per_file is not None)
+                objects = publisher.publish(key, parts, split=split, streamed=streamed)
                 records = spool.records
+        except BaseException:
+            streamed.abort()
+            raise
         finally:
+            streamed.close()
             self.orchestrator_hook.close()
         self._written = objects
         self._report_lineage(settings.audit_logs_url, objects)
