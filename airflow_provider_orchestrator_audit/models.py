@@ -30,7 +30,7 @@ _LINE_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 def _documented_field(name: str) -> property:
     def read(self: AuditLogEntry) -> Any:
-        return self._raw.get(name)
+        return self._fields().get(name)
 
     return property(read, doc=f"``{name}`` as sent, or None when absent.")
 
@@ -61,9 +61,11 @@ class AuditLogEntry:
             self._ticks = parse_timestamp(created_on)
         except TimestampError as exc:
             raise ValueError(f"createdOn is not a timestamp: {exc}") from None
-        self._raw = raw
         # A pretty-printed response has line breaks between tokens: such text cannot be one line.
         self._source = source if source is not None and not _BREAKS.search(source) else None
+        # With its text at hand the entry drops the decoded object (three times the memory) and decodes
+        # it again only if asked: pages in flight then cost little more than their bytes.
+        self._raw: dict[str, Any] | None = raw if self._source is None else None
 
     @classmethod
     def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
@@ -73,15 +75,20 @@ class AuditLogEntry:
             python_schema=core_schema.union_schema([core_schema.is_instance_schema(cls), from_dict]),
         )
 
+    def _fields(self) -> dict[str, Any]:
+        if self._raw is None:
+            self._raw = json.loads(self._source)  # type: ignore[arg-type]  # set whenever _raw is not
+        return self._raw
+
     @property
     def raw(self) -> Mapping[str, Any]:
         """Every field as sent, read-only."""
-        return MappingProxyType(self._raw)
+        return MappingProxyType(self._fields())
 
     @property
     def created_on(self) -> str:
         """``createdOn`` exactly as sent, e.g. ``2021-10-14T13:10:15.1964174+00:00``."""
-        return self._raw["createdOn"]
+        return self._fields()["createdOn"]
 
     @property
     def created_on_ticks(self) -> Ticks:
@@ -111,13 +118,13 @@ class AuditLogEntry:
         """
         if self._source is not None:
             return self._source  # the server's own text: valid JSON, one line, nothing re-encoded
-        text = _LINE_ENCODER.encode(self._raw)
+        text = _LINE_ENCODER.encode(self._fields())
         if "\u2028" in text or "\u2029" in text:
             text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
         return text
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, AuditLogEntry) and self._raw == other._raw
+        return isinstance(other, AuditLogEntry) and self._fields() == other._fields()
 
     __hash__ = None  # type: ignore[assignment]  # entries are mutable mappings underneath
 

@@ -149,9 +149,9 @@ class WindowReader:
             progress = _Progress(self, time.monotonic())
             try:
                 while not stitcher.done:
-                    # A second round queued behind the busy workers keeps them fed while the stitcher
-                    # catches up; pages held are bounded by 2 x max_concurrency whatever the window.
-                    while planned and len(in_flight) < self.max_concurrency * 2:
+                    # Half a round queued behind the busy workers keeps them fed while the stitcher
+                    # catches up; pages held are bounded by 1.5 x max_concurrency whatever the window.
+                    while planned and len(in_flight) < self.max_concurrency + (self.max_concurrency + 1) // 2:
                         in_flight.append(pool.submit(self._get, planned.popleft(), self.page_size, "page"))
                     if in_flight:
                         page = in_flight.popleft().result()

@@ -1,7 +1,7 @@
 """
 Upload a window's spool files to S3 while the window is still being read, visible only at the end.
 
-An S3 multipart upload shows nothing until it is completed, so the finished 8 MiB stretches of each
+An S3 multipart upload shows nothing until it is completed, so the finished 5 MiB stretches of each
 spool file can be sent as parts while later pages are still being fetched; the uploads are completed
 only after the whole window has been read, and aborted if anything fails before. The upload then
 mostly overlaps the reading instead of following it, and memory stays at one part in flight.
@@ -23,8 +23,8 @@ __all__ = ["PART_SIZE", "StreamingUploads"]
 
 log = logging.getLogger(__name__)
 
-#: Bytes per uploaded part: above S3's 5 MiB minimum, and the most held in memory at a time.
-PART_SIZE = 8 * 1024 * 1024
+#: Bytes per uploaded part: S3's minimum part size, and the most held in memory at a time.
+PART_SIZE = 5 * 1024 * 1024
 
 
 @dataclass
