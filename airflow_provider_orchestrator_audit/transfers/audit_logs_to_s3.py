@@ -40,9 +40,10 @@ class AuditLogsToS3Operator(BaseOperator):
     entries arrive and retention removes old ones during the export, and even though entries that share
     a ``createdOn`` come back in a different order on every request. The window is found with a few
     one-entry probes instead of a scan from offset 0, its pages are fetched concurrently, and the lines
-    are spooled to a temporary file (gzip on the fly if asked) that is uploaded only once the whole window
-    has been read. Keys are derived from the organization and the window, so a rerun or a backfill
-    overwrites instead of duplicating, and leaves no part of an earlier run behind.
+    go to a temporary file (gzip on the fly if asked) whose finished stretches are sent as multipart
+    parts while reading; the upload is completed, and so visible, only once the whole window has been
+    read. Keys are derived from the organization and the window, so a rerun or a backfill overwrites
+    instead of duplicating, and leaves no part of an earlier run behind.
 
     :param s3_bucket: the destination bucket. (templated)
     :param s3_key: the object key; by default
