@@ -1,0 +1,1 @@
+"""Hooks: :class:`~.orchestrator_audit.OrchestratorAuditHook` and its async twin."""
