@@ -109,7 +109,7 @@ class ConnectionSettings:
             access_token=access_token,
             scope=(_extra_value(extra, "scope") or DEFAULT_SCOPE).strip(),
             token_url=token_url,
-            verify=_verify(_extra_value(extra, "verify"), problem),
+            verify=_verify(_extra_value(extra, "verify")),
             timeout=_timeout(_extra_value(extra, "timeout"), problem),
         )
 
@@ -156,16 +156,14 @@ def _base_url(conn: Connection, problem: Any) -> str:
     return host
 
 
-def _verify(value: Any, problem: Any) -> bool | str:
-    if value is None or isinstance(value, bool):
-        return True if value is None else value
-    text = str(value).strip()
-    if text.lower() in _TRUE:
+def _verify(value: Any) -> bool | str:
+    if isinstance(value, bool):
+        return value
+    text = "" if value is None else str(value).strip()
+    if not text or text.lower() in _TRUE:
         return True
     if text.lower() in _FALSE:
         return False
-    if not text:
-        return True
     return text  # a CA bundle path; httpx reports a missing file with its path
 
 
