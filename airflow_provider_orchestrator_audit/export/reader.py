@@ -142,9 +142,12 @@ class WindowReader:
                 self.page_size = max(1, len(first.entries))
             self.stats.page_size = self.page_size
             yield from self._consume(first, stitcher)
-            if stitcher.done:
-                return
-            planned = deque(plan_offsets(stitcher.anchor_offset, lower.result + 1, self.page_size))
+            # (A window read whole by the first page plans nothing, but still ends below with the report.)
+            planned = (
+                deque()
+                if stitcher.done
+                else deque(plan_offsets(stitcher.anchor_offset, lower.result + 1, self.page_size))
+            )
             in_flight: deque[Future[FetchedPage[AuditLogEntry]]] = deque()
             progress = _Progress(self, time.monotonic())
             try:

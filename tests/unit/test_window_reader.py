@@ -205,3 +205,11 @@ def test_long_windows_log_progress(caplog):
     progress = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Read ")]
     assert progress, "no progress line"
     assert all("entries/s" in line and "left" in line and " pages (" in line for line in progress)
+
+
+def test_a_window_past_the_oldest_entry_is_reported_even_when_one_page_holds_it():
+    log = SimulatedLog([10_000_000] * 50, shuffle_ties=False)
+    window = AuditWindow(BASE - 10**9, log.ticks[-1] + 1)  # starts before the oldest retained entry
+    ids, reader = read_all(log, window, page_size=1000)
+    assert sorted(ids) == list(range(50))
+    assert reader.stats.ended_before_start and reader.stats.oldest_available == log.ticks[0]
