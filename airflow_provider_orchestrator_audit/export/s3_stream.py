@@ -67,21 +67,23 @@ class StreamingUploads:
         Send what is left and complete every upload; return the indexes of the parts completed here
         (the others are small enough for a single PUT).
         """
-        completed: set[int] = set()
+        # Every part of every upload is sent and confirmed first; only then is anything completed, so a
+        # failed part (the likely failure) leaves no object visible at all.
+        confirmed: dict[int, list[dict[str, Any]]] = {}
         for index, part in enumerate(parts):
-            path, size = part.path, part.size
             upload = self._uploads.get(index)
             if upload is None:
                 continue
-            if size > upload.sent:
-                self._send(upload, path, size - upload.sent)
-            parts = [future.result() for future in upload.parts]
+            if part.size > upload.sent:
+                self._send(upload, part.path, part.size - upload.sent)
+        for index, upload in self._uploads.items():
+            confirmed[index] = [future.result() for future in upload.parts]
+        for index, part_list in confirmed.items():
+            upload = self._uploads.pop(index)
             self.client.complete_multipart_upload(
-                Bucket=self.bucket, Key=upload.key, UploadId=upload.upload_id, MultipartUpload={"Parts": parts}
+                Bucket=self.bucket, Key=upload.key, UploadId=upload.upload_id, MultipartUpload={"Parts": part_list}
             )
-            del self._uploads[index]
-            completed.add(index)
-        return completed
+        return set(confirmed)
 
     def abort(self) -> None:
         """Abandon every upload not completed yet: S3 then keeps nothing of them."""
