@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from airflow_provider_orchestrator_audit.timestamps import (
+    TICKS_PER_SECOND,
     Ticks,
     TimestampError,
     format_ticks,
@@ -13,7 +14,7 @@ from airflow_provider_orchestrator_audit.timestamps import (
     to_ticks,
 )
 
-__all__ = ["AuditWindow", "WindowError"]
+__all__ = ["AuditWindow", "WindowError", "split_window"]
 
 
 class WindowError(ValueError):
@@ -81,3 +82,51 @@ def _bound(name: str, value: str | datetime | date | None) -> Ticks:
         return to_ticks(value)
     except TimestampError as exc:
         raise WindowError(f"{name}: {exc}") from None
+
+
+def split_window(window: AuditWindow, step: Ticks | timedelta, *, max_parts: int | None = None) -> list[AuditWindow]:
+    """
+    Cut a window into consecutive sub-windows of ``step`` each, oldest first.
+
+    The sub-windows are contiguous and disjoint and cover ``window`` exactly: each one's end is the next
+    one's start, the first starts at ``window.start`` and the last ends at ``window.end``. When the window
+    is not a whole number of steps, the last sub-window is the shorter remainder. Bounds are ticks, so
+    nothing is rounded to microseconds.
+
+    :param window: the window to cut; it must not be empty.
+    :param step: the length of every sub-window but the last, in ticks or as a timedelta (a timedelta
+        holds whole microseconds, which convert to ticks exactly).
+    :param max_parts: refuse to cut into more sub-windows than this (None: no limit), before building any.
+    :raises WindowError: when the step is not positive, the window is empty, or there would be more than
+        ``max_parts`` sub-windows.
+    """
+    step_ticks = _step_ticks(step)
+    if step_ticks <= 0:
+        raise WindowError(f"the sub-window length must be positive, got {_describe_step(step)}")
+    if window.is_empty:
+        raise WindowError(f"window {window} is empty (window_end == window_start): there is nothing to split")
+    count = -(-(window.end - window.start) // step_ticks)  # ceiling division: a shorter last sub-window counts
+    if max_parts is not None and count > max_parts:
+        raise WindowError(
+            f"splitting {window} into sub-windows of {_describe_step(step)} gives {count} sub-windows, "
+            f"more than the limit of {max_parts}; use a longer sub-window or a shorter window"
+        )
+    starts = range(window.start, window.end, step_ticks)
+    return [AuditWindow(start, min(start + step_ticks, window.end)) for start in starts]
+
+
+def _step_ticks(step: Ticks | timedelta) -> Ticks:
+    if isinstance(step, timedelta):
+        # Integer division of timedeltas is exact: whole microseconds, ten ticks each.
+        return step // timedelta(microseconds=1) * (TICKS_PER_SECOND // 1_000_000)
+    # bool is an int, but True meaning "one tick" would surely be a mistake.
+    if isinstance(step, int) and not isinstance(step, bool):
+        return step
+    raise WindowError(f"the sub-window length must be ticks (an int) or a timedelta, got {step!r}")
+
+
+def _describe_step(step: Ticks | timedelta) -> str:
+    if isinstance(step, timedelta):
+        # str(timedelta(hours=-1)) is "-1 day, 23:00:00"; "-1:00:00" says what was passed.
+        return f"-{-step}" if step < timedelta(0) else str(step)
+    return f"{step} ticks"
