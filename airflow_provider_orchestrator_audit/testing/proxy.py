@@ -1,0 +1,668 @@
+"""
+A TCP proxy on loopback that passes traffic through, cuts requests short or refuses connections.
+
+Put it between a client and a server (typically an S3 client and :class:`~.s3.LocalS3Server`) to
+simulate a network that fails in the middle of an upload. It reads the client's side as HTTP/1.1
+(request heads, ``Content-Length`` and chunked bodies, keep-alive), so a cut can target one kind of
+request, e.g. every S3 ``UploadPart``, after a given number of its bytes went through::
+
+    with LocalS3Server() as s3, CuttingProxy.to(s3.endpoint_url) as proxy:
+        proxy.cut_after(64 * 1024, operations={"UploadPart"}, times=1)
+        client = boto3.client("s3", endpoint_url=proxy.url, ...)
+        ...
+        assert proxy.cuts == 1
+
+A cut sends the client a TCP reset and drops the upstream connection, so the server receives a
+truncated request and the client sees its connection reset mid-request, as when a load balancer or
+a NAT gateway drops a connection. :meth:`CuttingProxy.refuse` makes the port refuse connections (and
+resets the open ones), as a crashed endpoint does, while keeping the port reserved for
+:meth:`CuttingProxy.pass_through`. The answers (server to client) are relayed untouched.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Literal, Self
+from urllib.parse import parse_qsl, urlsplit
+
+__all__ = ["CuttingProxy", "ProxiedRequest", "RequestFramer", "RequestHead", "s3_operation"]
+
+#: The longest request head accepted; a longer one makes the rest of the connection an opaque stream.
+MAX_HEAD_BYTES = 64 * 1024
+_RECV_BYTES = 256 * 1024
+_ACCEPT_POLL_SECONDS = 0.05
+_CONNECT_TIMEOUT_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class RequestHead:
+    """
+    The request line and headers of one HTTP request.
+
+    :param method: e.g. ``PUT``.
+    :param target: the request target, path and query, e.g. ``/bucket/key?partNumber=1&uploadId=x``.
+    :param headers: ``(name, value)`` pairs in the order sent.
+    """
+
+    method: str
+    target: str
+    # Left out of the repr: the Authorization header names the access key id.
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+
+    @property
+    def path(self) -> str:
+        """The target without its query."""
+        return self.target.partition("?")[0]
+
+    @property
+    def query(self) -> dict[str, str]:
+        """The query parameters (a name without a value maps to ``""``)."""
+        return dict(parse_qsl(self.target.partition("?")[2], keep_blank_values=True))
+
+    def header(self, name: str) -> str | None:
+        """The first header called ``name`` (case-insensitive), or None."""
+        wanted = name.lower()
+        return next((value for key, value in self.headers if key.lower() == wanted), None)
+
+    @classmethod
+    def parse(cls, raw: bytes) -> RequestHead:
+        """
+        Parse a request head, request line to the blank line included.
+
+        :raises ValueError: when the request line is not ``METHOD TARGET HTTP/x.y``.
+        """
+        lines = raw.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+            raise ValueError(f"not an HTTP request line: {lines[0][:80]!r}")
+        headers = []
+        for line in lines[1:]:
+            if not line:
+                continue
+            name, sep, value = line.partition(":")
+            if sep:
+                headers.append((name.strip(), value.strip()))
+        return cls(parts[0].upper(), parts[1], tuple(headers))
+
+
+def s3_operation(head: RequestHead) -> str:
+    """
+    The S3 API operation a path-style request performs, e.g. ``"UploadPart"``; ``"Other"`` when unknown.
+
+    Recognised: ``PutObject``, ``CopyObject``, ``UploadPart``, ``CreateMultipartUpload``,
+    ``CompleteMultipartUpload``, ``AbortMultipartUpload``, ``ListMultipartUploads``, ``ListParts``,
+    ``DeleteObjects``, ``DeleteObject``, ``GetObject``, ``HeadObject``, ``HeadBucket``, ``ListObjects``
+    (v1 and v2), ``ListBuckets``, ``CreateBucket``.
+    """
+    query = head.query
+    bucket, _, key = head.path.lstrip("/").partition("/")
+    method = head.method
+    if not bucket:
+        return "ListBuckets" if method == "GET" else "Other"
+    if not key:
+        if method == "HEAD":
+            return "HeadBucket"
+        if method == "GET":
+            return "ListMultipartUploads" if "uploads" in query else "ListObjects"
+        if method == "POST" and "delete" in query:
+            return "DeleteObjects"
+        if method == "PUT" and not query:
+            return "CreateBucket"
+        return "Other"
+    if "uploadId" in query:
+        return {
+            "PUT": "UploadPart",
+            "POST": "CompleteMultipartUpload",
+            "DELETE": "AbortMultipartUpload",
+            "GET": "ListParts",
+        }.get(method, "Other")
+    if method == "POST" and "uploads" in query:
+        return "CreateMultipartUpload"
+    if method == "PUT":
+        return "CopyObject" if head.header("x-amz-copy-source") else "PutObject"
+    return {"GET": "GetObject", "HEAD": "HeadObject", "DELETE": "DeleteObject"}.get(method, "Other")
+
+
+@dataclass
+class ProxiedRequest:
+    """
+    One request seen by the proxy.
+
+    :param head: its request line and headers.
+    :param operation: :func:`s3_operation` of the head.
+    :param length: head plus body in bytes, when the body's length was announced (None for chunked).
+    :param forwarded: bytes of it sent upstream so far.
+    :param cut: whether the proxy cut the connection in its middle.
+    """
+
+    head: RequestHead
+    operation: str
+    length: int | None
+    forwarded: int = 0
+    cut: bool = False
+
+
+@dataclass
+class _Segment:
+    """Bytes of one request, in order; ``request`` is None for bytes that are not HTTP."""
+
+    request: ProxiedRequest | None
+    data: bytes
+    starts: bool = False
+    ends: bool = False
+
+
+class RequestFramer:
+    """
+    Splits the byte stream a client sends into its HTTP/1.1 requests, as the bytes arrive.
+
+    :meth:`feed` returns segments, each belonging to one request: its head as soon as the blank line
+    arrived, then its body as it comes (``Content-Length`` or chunked), so that a request can be
+    judged by its head before any of its bytes are forwarded. Bytes that do not parse as HTTP make the
+    rest of the stream opaque (segments without a request).
+    """
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._state: Literal["head", "body", "chunk-size", "chunk-data", "trailers", "opaque"] = "head"
+        self._remaining = 0
+        self._current: ProxiedRequest | None = None
+
+    def feed(self, data: bytes) -> list[_Segment]:
+        """The segments that ``data`` (the next bytes of the stream) completes."""
+        self._buffer += data
+        segments: list[_Segment] = []
+        while self._buffer:
+            before = len(segments), len(self._buffer), self._state
+            self._step(segments)
+            if (len(segments), len(self._buffer), self._state) == before:
+                break  # waiting for more bytes
+        return segments
+
+    def _step(self, out: list[_Segment]) -> None:
+        state = self._state
+        if state == "opaque":
+            out.append(_Segment(None, self._take(len(self._buffer))))
+        elif state == "head":
+            end = self._buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self._buffer) > MAX_HEAD_BYTES:
+                    self._state = "opaque"
+                return
+            raw = self._take(end + 4)
+            try:
+                head = RequestHead.parse(raw)
+            except ValueError:
+                self._state = "opaque"
+                out.append(_Segment(None, raw))
+                return
+            length = self._body_length(head)
+            total = None if length is None else len(raw) + length
+            request = ProxiedRequest(head, s3_operation(head), total)
+            self._current = request
+            if length is None:
+                self._state = "chunk-size"
+                out.append(_Segment(request, raw, starts=True))
+            elif length == 0:
+                out.append(_Segment(request, raw, starts=True, ends=True))
+                self._current = None
+            else:
+                self._state, self._remaining = "body", length
+                out.append(_Segment(request, raw, starts=True))
+        elif state == "body":
+            data = self._take(min(self._remaining, len(self._buffer)))
+            self._remaining -= len(data)
+            out.append(self._segment(data, ends=self._remaining == 0))
+        elif state == "chunk-size":
+            end = self._buffer.find(b"\r\n")
+            if end < 0:
+                return
+            line = self._take(end + 2)
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                self._state = "opaque"
+                out.append(self._segment(line))
+                return
+            if size == 0:
+                self._state = "trailers"
+            else:
+                self._state, self._remaining = "chunk-data", size + 2  # the data and its CRLF
+            out.append(self._segment(line))
+        elif state == "chunk-data":
+            data = self._take(min(self._remaining, len(self._buffer)))
+            self._remaining -= len(data)
+            if self._remaining == 0:
+                self._state = "chunk-size"
+            out.append(self._segment(data))
+        else:  # trailers: header lines, then a blank line
+            end = self._buffer.find(b"\r\n")
+            if end < 0:
+                return
+            line = self._take(end + 2)
+            done = line == b"\r\n"
+            out.append(self._segment(line, ends=done))
+            if done:
+                self._state = "head"
+
+    def _segment(self, data: bytes, *, ends: bool = False) -> _Segment:
+        segment = _Segment(self._current, data, ends=ends)
+        if ends:
+            self._current = None
+            self._state = "head"
+        return segment
+
+    def _take(self, n: int) -> bytes:
+        data, self._buffer = self._buffer[:n], self._buffer[n:]
+        return data
+
+    @staticmethod
+    def _body_length(head: RequestHead) -> int | None:
+        if "chunked" in (head.header("Transfer-Encoding") or "").lower():
+            return None
+        try:
+            return max(0, int(head.header("Content-Length") or 0))
+        except ValueError:
+            return 0
+
+
+@dataclass
+class _CutRule:
+    after_bytes: int
+    operations: frozenset[str] | None
+    match: Callable[[RequestHead], bool] | None
+    times: int | None  # cuts left; None for every matching request
+
+    def selects(self, request: ProxiedRequest) -> bool:
+        if self.operations is not None and request.operation not in self.operations:
+            return False
+        if self.match is not None and not self.match(request.head):
+            return False
+        # A request that ends before the cut point passes untouched and uses up nothing.
+        return request.length is None or request.length > self.after_bytes
+
+
+@dataclass(eq=False)
+class _Connection:
+    client: socket.socket
+    upstream: socket.socket | None = None
+    closed: bool = False
+    threads: list[threading.Thread] = field(default_factory=list)
+
+
+def _close_socket(sock: socket.socket | None, *, reset: bool) -> None:
+    """Close ``sock``, with a TCP reset (linger 0) instead of an orderly FIN when ``reset``."""
+    if sock is None:
+        return
+    try:
+        if reset:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        # Wakes a thread blocked reading it (close alone does not), without sending anything.
+        sock.shutdown(socket.SHUT_RD)
+    except OSError:
+        pass
+    try:
+        sock.close()
+    except OSError:
+        pass
+
+
+class CuttingProxy:
+    """
+    A threaded TCP proxy from a free loopback port to ``upstream``, with switches for failures.
+
+    Modes (switch at any time, from any thread):
+
+    * :meth:`pass_through` — relay everything (the initial mode);
+    * :meth:`cut_after` — cut requests after their first N bytes went upstream;
+    * :meth:`refuse` — refuse new connections and reset the open ones.
+
+    :param upstream_host: where to connect.
+    :param upstream_port: its port.
+    :param host: the loopback address to listen on.
+    :param on_request: called with each request's head before any of its bytes are forwarded, in the
+        thread relaying it (the request waits until it returns): a deterministic point to act on, e.g.
+        to stop the server when the second ``UploadPart`` begins.
+    """
+
+    def __init__(
+        self,
+        upstream_host: str,
+        upstream_port: int,
+        *,
+        host: str = "127.0.0.1",
+        on_request: Callable[[ProxiedRequest], None] | None = None,
+    ) -> None:
+        self.upstream = (upstream_host, upstream_port)
+        self.host = host
+        self.on_request = on_request
+        self._lock = threading.Lock()
+        self._rule: _CutRule | None = None
+        self._refusing = False
+        self._listener: socket.socket | None = None
+        self._accepting: threading.Thread | None = None
+        self._stop_accepting = threading.Event()
+        self._connections: set[_Connection] = set()
+        #: Exceptions raised in relaying threads (by ``on_request``, say); each reset its connection.
+        self.errors: list[BaseException] = []
+        self._requests: list[ProxiedRequest] = []
+        self._connections_made = 0
+        self._refused = 0
+        self._port = 0
+
+    @classmethod
+    def to(cls, url: str, **kwargs: object) -> CuttingProxy:
+        """
+        A proxy to the host and port of ``url``, e.g. ``CuttingProxy.to(s3.endpoint_url)``.
+
+        :raises ValueError: when the URL names no port.
+        """
+        parts = urlsplit(url)
+        if parts.hostname is None or parts.port is None:
+            raise ValueError(f"{url!r} names no host and port to proxy to")
+        return cls(parts.hostname, parts.port, **kwargs)  # type: ignore[arg-type]
+
+    # --- life cycle ----------------------------------------------------------------------------
+
+    def start(self) -> Self:
+        """Listen on a free port and relay in daemon threads; returns the proxy itself."""
+        if self._listener is not None:
+            raise RuntimeError("the proxy is already running")
+        listener = self._bound_socket(0)
+        self._port = int(listener.getsockname()[1])
+        self._listener = listener
+        self._listen()
+        return self
+
+    def stop(self) -> None:
+        """Stop accepting, reset every open connection and join the relaying threads."""
+        self._stop_listening()
+        with self._lock:
+            listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
+        threads = self._reset_connections()
+        for thread in threads:
+            thread.join(timeout=5)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        """The port listened on (the same in every mode)."""
+        if not self._port:
+            raise RuntimeError("the proxy is not running: call start() or use it as a context manager")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` of the proxy, to use as a client's endpoint URL."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    # --- switches ------------------------------------------------------------------------------
+
+    def pass_through(self) -> None:
+        """Relay everything: no more cuts, and connections are accepted again."""
+        with self._lock:
+            self._rule = None
+            refusing, self._refusing = self._refusing, False
+        if refusing:
+            self._listen()
+
+    def cut_after(
+        self,
+        after_bytes: int,
+        *,
+        operations: Collection[str] | None = None,
+        match: Callable[[RequestHead], bool] | None = None,
+        times: int | None = None,
+    ) -> None:
+        """
+        Cut requests after ``after_bytes`` of them (head and body) went upstream; replaces any cut rule.
+
+        The client's connection is reset and the upstream connection dropped, so the server sees a
+        truncated request and the client gets no answer. A request shorter than ``after_bytes``
+        passes untouched and does not count.
+
+        :param after_bytes: bytes of the request forwarded before the cut (0: none, not even the head).
+        :param operations: only requests whose :func:`s3_operation` is one of these; None for any.
+        :param match: only requests whose head this returns True for.
+        :param times: how many requests to cut, then relay everything again; None for every one.
+        """
+        if after_bytes < 0:
+            raise ValueError(f"after_bytes must be >= 0, got {after_bytes}")
+        if times is not None and times < 1:
+            raise ValueError(f"times must be >= 1 or None, got {times}")
+        rule = _CutRule(after_bytes, None if operations is None else frozenset(operations), match, times)
+        with self._lock:
+            self._rule = rule
+
+    def refuse(self) -> None:
+        """Refuse new connections (the port stays reserved) and reset the open ones, as a crashed server."""
+        with self._lock:
+            if self._refusing:
+                return
+            self._refusing = True
+        self._stop_listening()
+        with self._lock:
+            old, self._listener = self._listener, None
+        if old is not None:
+            old.close()
+        # Bound but not listening: connection attempts are refused, and no one else can take the port.
+        listener = self._bound_socket(self._port)
+        with self._lock:
+            self._listener = listener
+        self._reset_connections()
+
+    def reset_connections(self) -> None:
+        """Reset every connection open now (new ones are still accepted)."""
+        self._reset_connections()
+
+    # --- what happened -------------------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[ProxiedRequest]:
+        """Every request seen, in the order their heads arrived."""
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def cuts(self) -> int:
+        """Requests cut so far."""
+        with self._lock:
+            return sum(1 for request in self._requests if request.cut)
+
+    @property
+    def connections(self) -> int:
+        """Client connections accepted so far."""
+        with self._lock:
+            return self._connections_made
+
+    def operations(self, *, cut: bool | None = None) -> list[str]:
+        """
+        The S3 operations of the requests seen, in order.
+
+        :param cut: only the cut ones (True), only the others (False), or all (None).
+        """
+        return [request.operation for request in self.requests if cut is None or request.cut is cut]
+
+    def clear_log(self) -> None:
+        """Forget the requests seen so far."""
+        with self._lock:
+            self._requests.clear()
+
+    # --- internals -----------------------------------------------------------------------------
+
+    def _bound_socket(self, port: int) -> socket.socket:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, port))
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    def _listen(self) -> None:
+        with self._lock:
+            listener = self._listener
+        assert listener is not None
+        listener.listen(128)
+        listener.settimeout(_ACCEPT_POLL_SECONDS)
+        self._stop_accepting = threading.Event()
+        thread = threading.Thread(
+            target=self._accept_loop, args=(listener, self._stop_accepting), name="cutting-proxy-accept", daemon=True
+        )
+        self._accepting = thread
+        thread.start()
+
+    def _stop_listening(self) -> None:
+        self._stop_accepting.set()
+        thread, self._accepting = self._accepting, None
+        if thread is not None:
+            thread.join(timeout=5)
+
+    def _accept_loop(self, listener: socket.socket, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            client.settimeout(None)
+            connection = _Connection(client)
+            with self._lock:
+                self._connections.add(connection)
+                self._connections_made += 1
+            thread = threading.Thread(
+                target=self._relay, args=(connection,), name="cutting-proxy-relay", daemon=True
+            )
+            connection.threads.append(thread)
+            thread.start()
+
+    def _reset_connections(self) -> list[threading.Thread]:
+        with self._lock:
+            connections = list(self._connections)
+        threads: list[threading.Thread] = []
+        for connection in connections:
+            self._close(connection, reset=True)
+            threads.extend(connection.threads)
+        return [thread for thread in threads if thread is not threading.current_thread()]
+
+    def _close(self, connection: _Connection, *, reset: bool) -> None:
+        with self._lock:
+            if connection.closed:
+                return
+            connection.closed = True
+            self._connections.discard(connection)
+        _close_socket(connection.client, reset=reset)
+        _close_socket(connection.upstream, reset=reset)
+
+    def _relay(self, connection: _Connection) -> None:
+        """Client to upstream, request by request; a second thread relays the answers."""
+        try:
+            self._relay_requests(connection)
+        except OSError:
+            self._close(connection, reset=True)
+        except BaseException as error:  # e.g. from on_request: kept for the test to see, never lost
+            with self._lock:
+                self.errors.append(error)
+            self._close(connection, reset=True)
+
+    def _relay_requests(self, connection: _Connection) -> None:
+        try:
+            upstream = socket.create_connection(self.upstream, timeout=_CONNECT_TIMEOUT_SECONDS)
+        except OSError:
+            # The server is down: the client sees its connection reset, as behind a load balancer.
+            self._close(connection, reset=True)
+            return
+        upstream.settimeout(None)
+        upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        connection.upstream = upstream
+        with self._lock:
+            closed = connection.closed
+        if closed:  # reset while connecting
+            _close_socket(upstream, reset=True)
+            return
+        answers = threading.Thread(
+            target=self._relay_answers, args=(connection,), name="cutting-proxy-answers", daemon=True
+        )
+        connection.threads.append(answers)
+        answers.start()
+        framer = RequestFramer()
+        cut_at: dict[int, int] = {}  # id(request) -> bytes after which to cut
+        while True:
+            data = connection.client.recv(_RECV_BYTES)
+            if not data:
+                upstream.shutdown(socket.SHUT_WR)
+                return
+            for segment in framer.feed(data):
+                if not self._forward(connection, segment, cut_at):
+                    return
+
+    def _forward(self, connection: _Connection, segment: _Segment, cut_at: dict[int, int]) -> bool:
+        """Send one segment upstream, or the part of it before a cut; False once the connection is cut."""
+        request = segment.request
+        assert connection.upstream is not None
+        if request is None:
+            connection.upstream.sendall(segment.data)
+            return True
+        if segment.starts:
+            with self._lock:
+                self._requests.append(request)
+            if self.on_request is not None:
+                self.on_request(request)
+            with self._lock:
+                rule = self._rule
+                if rule is not None and rule.selects(request):
+                    cut_at[id(request)] = rule.after_bytes
+                    if rule.times is not None:
+                        rule.times -= 1
+                        if rule.times == 0:
+                            self._rule = None
+        limit = cut_at.get(id(request))
+        data = segment.data
+        if limit is not None and request.forwarded + len(data) >= limit and not (
+            segment.ends and request.forwarded + len(data) == limit
+        ):
+            head = data[: max(0, limit - request.forwarded)]
+            if head:
+                connection.upstream.sendall(head)
+                request.forwarded += len(head)
+            with self._lock:
+                request.cut = True
+            self._close(connection, reset=True)
+            return False
+        connection.upstream.sendall(data)
+        request.forwarded += len(data)
+        if segment.ends:
+            cut_at.pop(id(request), None)
+        return True
+
+    def _relay_answers(self, connection: _Connection) -> None:
+        upstream = connection.upstream
+        assert upstream is not None
+        try:
+            while True:
+                data = upstream.recv(_RECV_BYTES)
+                if not data:
+                    # The server closed its side: pass the close on; the connection is over.
+                    self._close(connection, reset=False)
+                    return
+                connection.client.sendall(data)
+        except OSError:
+            self._close(connection, reset=True)
