@@ -134,7 +134,20 @@ def request_token(settings: ConnectionSettings, policy: RetryPolicy) -> Exchange
             try:
                 return TokenGrant.model_validate_json(reply.content)
             except ValidationError as exc:
-                raise _response_error(settings, where, reply, _validation_problem(exc)) from None
+                problem = _validation_problem(exc)
+            # Raised outside the handler: the validation error quotes the body, which holds the token.
+            raise _response_error(
+                settings,
+                where,
+                reply,
+                problem,
+                body=_token_body_excerpt(reply.content, settings),
+                advice=(
+                    f"Check that the token URL ({settings.token_url}) is the identity server's token endpoint "
+                    "(set extra 'token_url' for a standalone Orchestrator) and that nothing in between rewrites "
+                    "its answers"
+                ),
+            )
         if reply.status_code in RETRYABLE_STATUSES:
             retry_after = parse_retry_after(reply.headers.get("Retry-After"), reply.content)
             yield from _wait_or_fail(state, retry_after, where, f"HTTP {reply.status_code}", settings, reply)
@@ -149,6 +162,7 @@ def fetch_audit_page(settings: ConnectionSettings, policy: RetryPolicy, query: A
     state = policy.start()
     rejected: str | None = None
     refreshed = False
+    damaged_bodies = 0
     while True:
         token = settings.access_token if settings.access_token else (yield NeedToken(rejected))
         request = httpx.Request(
@@ -162,7 +176,20 @@ def fetch_audit_page(settings: ConnectionSettings, policy: RetryPolicy, query: A
             continue
         status = reply.status_code
         if status == 200:
-            return _parse_page(settings, where, reply)
+            try:
+                return parse_page(reply.content)
+            except PageFormatError as exc:
+                problem, damaged = str(exc), exc.damaged
+            if not damaged:
+                # Well-formed JSON of another shape is what the server meant to send: asking again
+                # would get the same document, so say at once what came back.
+                raise _response_error(settings, where, reply, problem)
+            damaged_bodies += 1
+            if damaged_bodies >= policy.max_damaged_body_attempts:
+                raise _response_error(settings, where, reply, problem, attempts=damaged_bodies)
+            # Not JSON text at all: a body damaged on its way (or a proxy's page); a GET can be sent again.
+            yield from _wait_or_fail(state, None, where, f"HTTP 200 with a broken body ({problem})", settings, reply)
+            continue
         if status == 401 and not settings.uses_personal_access_token and not refreshed:
             # The token may have expired early or been revoked: one fresh token, one more try.
             log.info("%s answered 401; requesting a new access token and trying once more", where)
@@ -198,19 +225,36 @@ def _wait_or_fail(
     yield Sleep(wait, shared=reply is not None and reply.status_code == 429)
 
 
-def _parse_page(settings: ConnectionSettings, where: str, reply: httpx.Response) -> AuditLogPage:
-    try:
-        return parse_page(reply.content)
-    except PageFormatError as exc:
-        raise _response_error(settings, where, reply, str(exc)) from None
-
-
 def _response_error(
-    settings: ConnectionSettings, where: str, reply: httpx.Response, problem: str
+    settings: ConnectionSettings,
+    where: str,
+    reply: httpx.Response,
+    problem: str,
+    *,
+    attempts: int = 1,
+    body: str | None = None,
+    advice: str | None = None,
 ) -> OrchestratorResponseError:
+    if advice is not None:
+        times = ""
+    elif attempts > 1:
+        times = f" on each of {attempts} attempts"
+        advice = (
+            f"Check that Host ({settings.base_url}) reaches Orchestrator itself, not a proxy, firewall or "
+            "sign-in page; if it does, the service keeps sending broken answers: try again later or report it "
+            "to UiPath"
+        )
+    else:
+        times = ""
+        advice = (
+            f"Check that Host ({settings.base_url}) and extra 'organization' ({settings.organization!r}) name an "
+            "Orchestrator deployment and that nothing in between rewrites its answers; if they do, the service "
+            "answered in an undocumented form: report this message to UiPath"
+        )
     return OrchestratorResponseError(
-        f"Connection {settings.conn_id!r}: {where} returned HTTP {reply.status_code} with a body that is not "
-        f"the documented response ({problem}). Body starts: {excerpt(reply.content, settings)}"
+        f"Connection {settings.conn_id!r}: {where} returned HTTP {reply.status_code}{times} with a body that is "
+        f"not the documented response ({problem}). Body starts: {body or excerpt(reply.content, settings)}. "
+        f"{advice}."
     )
 
 
@@ -287,6 +331,17 @@ def _www_authenticate_error(reply: httpx.Response) -> str | None:
 def _transport_problem(error: httpx.TransportError) -> str:
     kind = type(error).__name__
     return f"{kind} ({error})" if str(error) else kind
+
+
+# A token endpoint's answer carries the access token (and may carry others) in these fields.
+_TOKEN_FIELDS = re.compile(r'("(?:access_token|refresh_token|id_token)"\s*:\s*")[^"]*("?)')
+
+
+def _token_body_excerpt(body: bytes, settings: ConnectionSettings) -> str:
+    """An excerpt of a token endpoint's answer with every token value replaced by ``***``."""
+    text = body.decode("utf-8", errors="replace")
+    redacted = _TOKEN_FIELDS.sub(lambda match: f"{match.group(1)}***{match.group(2)}", text)
+    return excerpt(redacted.encode("utf-8"), settings)
 
 
 _TAG = re.compile(r"<[^>]*>")

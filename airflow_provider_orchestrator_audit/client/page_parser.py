@@ -22,7 +22,16 @@ _WHITESPACE = re.compile(r"[ \t\n\r]*")
 
 
 class PageFormatError(ValueError):
-    """The body is not the documented ``{"totalCount": n, "results": [...]}``."""
+    """
+    The body is not the documented ``{"totalCount": n, "results": [...]}``.
+
+    :param damaged: the body is not JSON text at all (not UTF-8, cut short, garbled, a proxy's page),
+        the sign of an answer damaged on its way rather than of a well-formed but different document.
+    """
+
+    def __init__(self, message: str, *, damaged: bool = False) -> None:
+        super().__init__(message)
+        self.damaged = damaged
 
 
 def parse_page(body: bytes) -> AuditLogPage:
@@ -34,11 +43,13 @@ def parse_page(body: bytes) -> AuditLogPage:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise PageFormatError(f"not valid JSON: the body is not UTF-8 ({error})") from None
+        raise PageFormatError(f"not valid JSON: the body is not UTF-8 ({error})", damaged=True) from None
     try:
         total_count, results = _scan_envelope(text)
     except json.JSONDecodeError as error:
-        raise PageFormatError(f"not valid JSON: {error.msg} at position {error.pos}") from None
+        raise PageFormatError(
+            f"not valid JSON: {error.msg} at position {error.pos}", damaged=not _is_json(text)
+        ) from None
     if total_count is None:
         raise PageFormatError("totalCount: Field required")
     if isinstance(total_count, bool) or not isinstance(total_count, int) or total_count < 0:
@@ -46,6 +57,15 @@ def parse_page(body: bytes) -> AuditLogPage:
     if results is None:
         raise PageFormatError("results: Field required")
     return AuditLogPage.model_construct(total_count=total_count, results=results)
+
+
+def _is_json(text: str) -> bool:
+    # The envelope scanner rejects valid JSON of another shape (``[]``) as it rejects broken text.
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _skip(text: str, index: int) -> int:

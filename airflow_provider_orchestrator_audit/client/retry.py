@@ -26,6 +26,10 @@ class RetryPolicy:
     :param backoff_base: the first backoff ceiling in seconds; it doubles with each retry.
     :param backoff_max: the largest backoff ceiling in seconds.
     :param max_retry_after: the longest ``Retry-After`` honoured; a longer one fails the request.
+    :param max_damaged_body_attempts: attempts per request that may get an answer whose body is not
+        JSON text at all (garbled, not UTF-8, a proxy's page) before the request fails; such answers
+        are retried like a 5xx because a GET can safely be sent again, but a body that stays broken
+        is not a hiccup.
     """
 
     max_attempts: int = 8
@@ -33,10 +37,13 @@ class RetryPolicy:
     backoff_base: float = 0.5
     backoff_max: float = 30.0
     max_retry_after: float = 300.0
+    max_damaged_body_attempts: int = 3
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts}")
+        if self.max_damaged_body_attempts < 1:
+            raise ValueError(f"max_damaged_body_attempts must be at least 1, got {self.max_damaged_body_attempts}")
         if self.max_elapsed <= 0 or self.backoff_base < 0 or self.backoff_max < 0:
             raise ValueError("max_elapsed must be positive and backoff times non-negative")
 

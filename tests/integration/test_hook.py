@@ -279,24 +279,34 @@ def test_a_token_endpoint_hiccup_is_retried(orchestrator, orchestrator_conn):
 
 
 @pytest.mark.parametrize(
-    ("fault", "problem"),
+    ("fault", "times", "problem"),
     [
-        (Fault.malformed_json(), "not valid JSON"),
-        (Fault.wrong_shape(), "totalCount: Field required"),
-        (Fault.missing_total_count(), "totalCount: Field required"),
-        (Fault.bad_created_on(), "createdOn is not a timestamp"),
-        (Fault.non_utf8(), "not valid JSON"),
+        # A body that is not JSON text is retried (it was damaged on its way); one that stays broken fails.
+        (Fault.malformed_json(), FAST.max_damaged_body_attempts, "not valid JSON"),
+        (Fault.non_utf8(), FAST.max_damaged_body_attempts, "not valid JSON"),
+        # Well-formed JSON of the wrong shape fails at once: asking again gets the same document.
+        (Fault.wrong_shape(), 1, "totalCount: Field required"),
+        (Fault.missing_total_count(), 1, "totalCount: Field required"),
+        (Fault.bad_created_on(), 1, "createdOn is not a timestamp"),
     ],
 )
-def test_bad_bodies_name_the_url_status_and_an_excerpt(orchestrator, orchestrator_conn, fault, problem):
-    orchestrator.faults.push(fault)
+def test_bad_bodies_name_the_url_status_and_an_excerpt(orchestrator, orchestrator_conn, fault, times, problem):
+    orchestrator.faults.push(fault, times=times)
     with pytest.raises(OrchestratorResponseError) as info:
         hook(orchestrator_conn).get_audit_logs(top=2)
+    assert orchestrator.stats.audit_requests == times
     message = str(info.value)
     assert problem in message
     assert f"GET {orchestrator.url}/acme/audit_/api/auditlogs?top=2" in message
     assert "HTTP 200" in message and "Body starts: '" in message
     assert orchestrator_conn in message
+
+
+def test_a_broken_body_once_is_retried(orchestrator, orchestrator_conn):
+    orchestrator.faults.push(Fault.malformed_json())
+    orchestrator.faults.push(Fault.non_utf8())
+    assert len(hook(orchestrator_conn).get_audit_logs(top=2).results) == 2
+    assert orchestrator.stats.audit_requests == 3
 
 
 def test_a_body_cut_short_every_time_fails_clearly(orchestrator, orchestrator_conn):

@@ -46,3 +46,21 @@ def test_pretty_printed_entries_are_written_on_one_line():
 def test_malformed_pages_say_what_is_wrong(body, message):
     with pytest.raises(PageFormatError, match=message.replace("(", r"\(")):
         parse_page(body)
+
+
+@pytest.mark.parametrize(
+    ("body", "damaged"),
+    [
+        (b"<html>503</html>", True),  # a proxy's page
+        (b'{"totalCount": 1, "results": [', True),  # cut short
+        (b'{"totalCount": 1, "results": [{"createdOn": "\xff"}]}', True),  # not UTF-8
+        (b'{"totalCount": 1, "results": []} trailing', True),
+        (b"[]", False),  # valid JSON, wrong shape
+        (b'{"items": []}', False),
+        (b'{"totalCount": 1, "results": [{"createdOn": "yesterday"}]}', False),
+    ],
+)
+def test_damaged_bodies_are_told_from_well_formed_wrong_ones(body, damaged):
+    with pytest.raises(PageFormatError) as info:
+        parse_page(body)
+    assert info.value.damaged is damaged
