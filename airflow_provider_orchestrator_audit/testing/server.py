@@ -463,6 +463,7 @@ class LocalOrchestratorServer:
         self.stats = ServerStats()
         self._requested_port = port
         self._tokens: dict[str, tuple[float, frozenset[str]]] = {}
+        self._issued_tokens: list[str] = []
         self._tokens_lock = threading.Lock()
         # Numbers requests for their random tie order; unlike the stats it is never reset.
         self._serial = itertools.count(1)
@@ -549,8 +550,19 @@ class LocalOrchestratorServer:
     # --- helpers for tests ---------------------------------------------------------------------
 
     def reset_stats(self) -> None:
-        """Start the request and response counts from zero."""
+        """Start the request and response counts, and the record of :attr:`issued_tokens`, from zero."""
         self.stats.reset()
+        with self._tokens_lock:
+            self._issued_tokens.clear()
+
+    @property
+    def issued_tokens(self) -> tuple[str, ...]:
+        """
+        Every access token issued since the server started or :meth:`reset_stats`, in order, revoked and
+        expired ones included: the values a test checks never reach a log line.
+        """
+        with self._tokens_lock:
+            return tuple(self._issued_tokens)
 
     def revoke_tokens(self) -> None:
         """Invalidate every access token issued so far (personal access tokens keep working)."""
@@ -572,6 +584,8 @@ class LocalOrchestratorServer:
             if len(self._tokens) > 10_000:  # long runs: forget tokens that can no longer be used
                 self._tokens = {key: value for key, value in self._tokens.items() if value[0] > now}
             self._tokens[token] = (now + lifetime, granted)
+            if len(self._issued_tokens) < 100_000:  # long runs: the record stays bounded
+                self._issued_tokens.append(token)
         return token
 
     def airflow_connection(
