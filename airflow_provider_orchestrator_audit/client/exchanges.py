@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Generator
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -174,6 +174,8 @@ def fetch_audit_page(settings: ConnectionSettings, policy: RetryPolicy, query: A
         if isinstance(reply, httpx.TransportError):
             yield from _wait_or_fail(state, None, where, _transport_problem(reply), settings)
             continue
+        # The bearer token just sent is a secret too: a server that echoes the request must not get it quoted.
+        sent = (token,)
         status = reply.status_code
         if status == 200:
             try:
@@ -183,12 +185,20 @@ def fetch_audit_page(settings: ConnectionSettings, policy: RetryPolicy, query: A
             if not damaged:
                 # Well-formed JSON of another shape is what the server meant to send: asking again
                 # would get the same document, so say at once what came back.
-                raise _response_error(settings, where, reply, problem)
+                raise _response_error(settings, where, reply, problem, body=excerpt(reply.content, settings, sent))
             damaged_bodies += 1
             if damaged_bodies >= policy.max_damaged_body_attempts:
-                raise _response_error(settings, where, reply, problem, attempts=damaged_bodies)
+                raise _response_error(
+                    settings,
+                    where,
+                    reply,
+                    problem,
+                    attempts=damaged_bodies,
+                    body=excerpt(reply.content, settings, sent),
+                )
             # Not JSON text at all: a body damaged on its way (or a proxy's page); a GET can be sent again.
-            yield from _wait_or_fail(state, None, where, f"HTTP 200 with a broken body ({problem})", settings, reply)
+            broken = f"HTTP 200 with a broken body ({problem})"
+            yield from _wait_or_fail(state, None, where, broken, settings, reply, sent)
             continue
         if status == 401 and not settings.uses_personal_access_token and not refreshed:
             # The token may have expired early or been revoked: one fresh token, one more try.
@@ -199,10 +209,11 @@ def fetch_audit_page(settings: ConnectionSettings, policy: RetryPolicy, query: A
             raise _api_refused(settings, where, reply)
         if status in RETRYABLE_STATUSES:
             retry_after = parse_retry_after(reply.headers.get("Retry-After"), reply.content)
-            yield from _wait_or_fail(state, retry_after, where, f"HTTP {status}", settings, reply)
+            yield from _wait_or_fail(state, retry_after, where, f"HTTP {status}", settings, reply, sent)
             continue
         raise OrchestratorRequestError(
-            f"Connection {settings.conn_id!r}: {where} failed with HTTP {status}: {excerpt(reply.content, settings)}"
+            f"Connection {settings.conn_id!r}: {where} failed with HTTP {status}: "
+            f"{excerpt(reply.content, settings, sent)}"
         )
 
 
@@ -213,10 +224,11 @@ def _wait_or_fail(
     problem: str,
     settings: ConnectionSettings,
     reply: httpx.Response | None = None,
+    sent_secrets: tuple[str, ...] = (),
 ) -> Generator[Step, Any, None]:
     wait, reason = state.next_wait(retry_after)
     if wait is None:
-        detail = f": {excerpt(reply.content, settings)}" if reply is not None and reply.content else ""
+        detail = f": {excerpt(reply.content, settings, sent_secrets)}" if reply is not None and reply.content else ""
         raise OrchestratorRequestError(
             f"Connection {settings.conn_id!r}: {where} failed with {problem}; {reason}{detail}. "
             "The server may be down or throttling; raise the hook's retry limits or try again later."
@@ -345,22 +357,30 @@ def _token_body_excerpt(body: bytes, settings: ConnectionSettings) -> str:
 
 
 _TAG = re.compile(r"<[^>]*>")
+# Secrets up to this many bytes that start inside the quoted stretch are masked whole.
+_LONGEST_MASKED = 8192
 _SPACE = re.compile(r"\s+")
 
 
-def excerpt(body: bytes, settings: ConnectionSettings | None = None, limit: int = 200) -> str:
+def excerpt(
+    body: bytes, settings: ConnectionSettings | None = None, also_secret: Iterable[str] = (), limit: int = 200
+) -> str:
     """
     A short, single-line, quoted excerpt of a response body for error messages.
 
-    HTML tags are dropped (gateway error pages), and any connection secret is masked in case a server
-    echoes the request back.
+    HTML tags are dropped (gateway error pages), and the connection's secrets and ``also_secret`` (the
+    bearer token sent) are masked in case a server echoes the request back. Masking comes before any
+    cut, so no part of a secret can show either.
     """
-    text = body[: limit * 8].decode("utf-8", errors="replace")
+    scanned = limit * 8
+    text = body[: scanned + _LONGEST_MASKED].decode("utf-8", errors="replace")
+    for secret in (*(settings.secrets if settings else ()), *also_secret):
+        if secret:
+            text = text.replace(secret, "***")
+    text = text[:scanned]
     if "<" in text and ">" in text:
         text = _TAG.sub(" ", text)
     text = _SPACE.sub(" ", text).strip()
-    for secret in settings.secrets if settings else ():
-        text = text.replace(secret, "***")
     if not text:
         return "(empty body)"
     return repr(text[:limit] + ("…" if len(text) > limit else ""))
