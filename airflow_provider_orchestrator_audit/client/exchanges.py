@@ -121,6 +121,7 @@ def request_token(settings: ConnectionSettings, policy: RetryPolicy) -> Exchange
         "scope": settings.scope,
     }
     state = policy.start()
+    damaged_bodies = 0
     while True:
         request = httpx.Request(
             "POST", settings.token_url, data=form, headers={"Accept": "application/json", "User-Agent": _USER_AGENT}
@@ -135,13 +136,24 @@ def request_token(settings: ConnectionSettings, policy: RetryPolicy) -> Exchange
                 return TokenGrant.model_validate_json(reply.content)
             except ValidationError as exc:
                 problem = _validation_problem(exc)
-            # Raised outside the handler: the validation error quotes the body, which holds the token.
+                damaged = any(error.get("type") == "json_invalid" for error in exc.errors(include_url=False))
+            # Handled outside the except block: the validation error quotes the body, which holds the token,
+            # and must not travel on as the context of the error raised.
+            quoted = _token_body_excerpt(reply.content, settings)
+            if damaged:
+                damaged_bodies += 1
+            if damaged and damaged_bodies < policy.max_damaged_body_attempts:
+                # Not JSON text at all: damaged on its way. Asking again only issues another token.
+                broken = f"HTTP 200 with a broken body ({problem})"
+                yield from _wait_or_fail(state, None, where, broken, settings, reply, quoted=quoted)
+                continue
             raise _response_error(
                 settings,
                 where,
                 reply,
                 problem,
-                body=_token_body_excerpt(reply.content, settings),
+                attempts=damaged_bodies,
+                body=quoted,
                 advice=(
                     f"Check that the token URL ({settings.token_url}) is the identity server's token endpoint "
                     "(set extra 'token_url' for a standalone Orchestrator) and that nothing in between rewrites "
@@ -225,10 +237,14 @@ def _wait_or_fail(
     settings: ConnectionSettings,
     reply: httpx.Response | None = None,
     sent_secrets: tuple[str, ...] = (),
+    *,
+    quoted: str | None = None,
 ) -> Generator[Step, Any, None]:
     wait, reason = state.next_wait(retry_after)
     if wait is None:
-        detail = f": {excerpt(reply.content, settings, sent_secrets)}" if reply is not None and reply.content else ""
+        if quoted is None and reply is not None and reply.content:
+            quoted = excerpt(reply.content, settings, sent_secrets)
+        detail = f": {quoted}" if quoted else ""
         raise OrchestratorRequestError(
             f"Connection {settings.conn_id!r}: {where} failed with {problem}; {reason}{detail}. "
             "The server may be down or throttling; raise the hook's retry limits or try again later."
@@ -247,17 +263,14 @@ def _response_error(
     body: str | None = None,
     advice: str | None = None,
 ) -> OrchestratorResponseError:
-    if advice is not None:
-        times = ""
-    elif attempts > 1:
-        times = f" on each of {attempts} attempts"
+    times = f" on each of {attempts} attempts" if attempts > 1 else ""
+    if advice is None and attempts > 1:
         advice = (
             f"Check that Host ({settings.base_url}) reaches Orchestrator itself, not a proxy, firewall or "
             "sign-in page; if it does, the service keeps sending broken answers: try again later or report it "
             "to UiPath"
         )
-    else:
-        times = ""
+    elif advice is None:
         advice = (
             f"Check that Host ({settings.base_url}) and extra 'organization' ({settings.organization!r}) name an "
             "Orchestrator deployment and that nothing in between rewrites its answers; if they do, the service "

@@ -389,3 +389,14 @@ def test_a_429_holds_back_every_request_of_the_client(orchestrator, orchestrator
     assert time.monotonic() - started >= 0.95
     first.join()
     assert orchestrator.stats.responses_by_status[429] == 1
+
+
+def test_a_broken_token_answer_once_is_retried_and_one_that_stays_broken_fails(orchestrator, orchestrator_conn):
+    orchestrator.faults.push(Fault.malformed_json(), endpoint="token")
+    assert hook(orchestrator_conn).get_audit_logs(top=1).results
+    assert orchestrator.stats.token_requests == 2
+    orchestrator.revoke_tokens()
+    orchestrator.faults.push(Fault.non_utf8(), endpoint="token", times=FAST.max_damaged_body_attempts)
+    with pytest.raises(OrchestratorResponseError, match="on each of 3 attempts.*not valid JSON") as info:
+        hook(orchestrator_conn).get_audit_logs(top=1)
+    assert orchestrator.token_url in str(info.value) and '"access_token":"***"' in str(info.value)
