@@ -53,12 +53,15 @@ def _connection_form() -> dict[str, Any]:
             },
         },
         "ui-field-behaviour": {
-            "hidden-fields": ["schema", "port"],
+            # Port stays visible: Airflow 3.3's Test button compares the stored port with the one the
+            # list sends (0 for an empty port) and refuses a connection without one (apache/airflow#73298).
+            "hidden-fields": ["schema"],
             "relabeling": {"host": "Base URL", "login": "Client ID", "password": "Client secret"},
             "placeholders": {
                 "host": "https://cloud.uipath.com",
                 "login": "client id of the external application",
                 "password": "client secret of the external application",
+                "port": "443 (optional: the port of the Base URL)",
                 "organization": "acme",
                 "token_url": "https://cloud.uipath.com/identity_/connect/token",
                 "scope": "PM.Audit.Read",

@@ -153,6 +153,10 @@ def _base_url(conn: Connection, problem: Any) -> str:
         raise problem(f"Host {host!r} is not an http(s) URL; set it like https://cloud.uipath.com")
     if conn.port and parts.port is None:
         host = f"{parts.scheme}://{parts.netloc}:{conn.port}{parts.path}"
+    elif conn.port and parts.port != conn.port:
+        raise problem(
+            f"Port {conn.port} contradicts the port in Host {host!r}: leave Port empty or make them agree"
+        )
     return host
 
 

@@ -48,6 +48,13 @@ def test_standalone_and_extras():
     assert make(extra={"organization": "acme", "verify": "false"}).verify is False
 
 
+def test_a_port_may_repeat_the_base_url_port_but_not_contradict_it():
+    assert make(host="http://127.0.0.1:8765", port=8765).base_url == "http://127.0.0.1:8765"
+    assert make(host="http://127.0.0.1", port=8765).base_url == "http://127.0.0.1:8765"
+    with pytest.raises(OrchestratorConfigError, match=r"Port 8766 contradicts the port in Host"):
+        make(host="http://127.0.0.1:8765", port=8766)
+
+
 def test_personal_access_token_needs_no_client_credentials():
     settings = make(login=None, password=None, extra={"organization": "acme", "access_token": "pat-123456"})
     assert settings.uses_personal_access_token and settings.secrets == ("pat-123456",)
