@@ -16,6 +16,14 @@ A window ends one minute before the export starts (``SETTLE``), so that an entry
 after its ``createdOn`` is not skipped; an entry written in that last minute goes to the next run's window.
 The first run, with no export to continue from, exports the ``first_window_hours`` before it.
 
+There are no window params: each window starts where the previous export ended, and an ad hoc window
+would break that chain. Use this DAG *instead of* the hourly one for a bucket and prefix, not next to
+it: their windows differ, so their objects would hold the same entries under different keys.
+
+**Failures**: the hook retries throttling, server errors and timeouts for up to 10 minutes within a try;
+the tasks' retries, about 1-2 and 2-4 minutes apart, cover longer outages. A retried export reads the
+window its run computed, so it rewrites the same key.
+
 **Setup**: the connections ``orchestrator_audit_default`` and ``aws_default`` and the variable
 ``orchestrator_audit_bucket``, as for ``example_orchestrator_audit_to_s3``; a triggerer must be running.
 """
@@ -51,7 +59,13 @@ with DAG(
             24, type="integer", minimum=1, description="Hours exported by the first run, which has no export before it"
         ),
     },
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=1)},
+    # Short retries: the next run is due 10 minutes later and waits for this one (max_active_runs=1).
+    default_args={
+        "retries": 2,
+        "retry_delay": timedelta(minutes=1),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": timedelta(minutes=4),
+    },
 ) as dag:
 
     @task(multiple_outputs=True)

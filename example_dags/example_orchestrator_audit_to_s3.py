@@ -14,12 +14,20 @@ so reruns and backfills overwrite instead of duplicating.
    ``endpoint_url`` in its extra).
 3. Variable ``orchestrator_audit_bucket`` naming the bucket (default ``audit-logs``).
 
-To export an arbitrary window, trigger the DAG with the params ``window_start`` and ``window_end``.
+**Any window**: *Trigger* the DAG with the params ``window_start`` and ``window_end`` (ISO-8601 such as
+``2026-01-31T13:00:00Z``; an offset or ``Z`` may be given, none means UTC). Set both or neither: with
+neither the run exports its data interval, with only one the export fails at once, naming the missing
+bound. For long backfills, ``example_orchestrator_audit_mapped_backfill`` splits a window into many
+tasks that run in parallel.
+
+**Failures**: the hook retries throttling (429), server errors and timeouts for up to 10 minutes within
+one try; the task's retries, about 2-4, 4-8 and 8-16 minutes apart (never more than 30), cover longer outages. A retry
+rewrites the same key, and nothing is visible in S3 before a window is complete.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param
 
@@ -29,8 +37,10 @@ with DAG(
     dag_id="example_orchestrator_audit_to_s3",
     # A timetable with data intervals: "@hourly" alone gives Airflow 3 runs with an empty interval.
     schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
-    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
+    # Backfills and manual windows may overlap the hourly run; 4 runs with 8 pages in flight each stay
+    # well within Orchestrator's rate limits (a 429 makes the hook back off).
     max_active_runs=4,
     doc_md=__doc__,
     tags=["uipath", "audit", "s3"],
@@ -40,7 +50,13 @@ with DAG(
         ),
         "window_end": Param(None, type=["null", "string"], description="ISO-8601 end (exclusive)"),
     },
-    default_args={"retries": 3, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": True},
+    default_args={
+        "retries": 3,
+        "retry_delay": timedelta(minutes=2),
+        # A multiplier in Airflow 3.3 (2.0 doubles the delay each try), capped by max_retry_delay.
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": timedelta(minutes=30),
+    },
 ) as dag:
     AuditLogsToS3Operator(
         task_id="export_audit_logs",
