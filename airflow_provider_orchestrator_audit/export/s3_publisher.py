@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_orchestrator_audit.exceptions import AuditExportError
+from airflow_provider_orchestrator_audit.export._s3_errors import destination, is_unreachable, reason, rerun_advice
 from airflow_provider_orchestrator_audit.export.keys import part_key, part_pattern, split_extension
 from airflow_provider_orchestrator_audit.export.spool import SpooledPart
 
@@ -28,14 +29,12 @@ def _report_output(s3_hook: S3Hook, bucket: str, key: str) -> None:
     )
 
 
-def _reason(error: BaseException) -> str:
+def _status(error: BaseException) -> int | None:
     response = getattr(error, "response", None)
     if isinstance(response, dict):
-        details = response.get("Error", {})
-        code, message = details.get("Code"), details.get("Message")
-        if code:
-            return f"{code}: {message}" if message else str(code)
-    return f"{type(error).__name__}: {error}"
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return status if isinstance(status, int) else None
+    return None
 
 
 class S3Publisher:
@@ -44,7 +43,9 @@ class S3Publisher:
 
     Every part is uploaded with boto3's managed transfer (multipart for large parts; an interrupted
     multipart upload is aborted, so no partial object becomes visible). Only after all parts are up
-    are objects of an earlier run for the same key that this run did not write deleted.
+    are objects of an earlier run for the same key that this run did not write deleted, and multipart
+    uploads that an earlier failed run could not abort (S3 was down) are aborted. If writing fails, the
+    objects this run already made visible are removed again.
 
     :param s3_hook: the hook of the destination's AWS connection.
     :param bucket: the bucket name.
@@ -54,18 +55,35 @@ class S3Publisher:
         self.s3_hook = s3_hook
         self.bucket = bucket
 
+    def _client(self) -> Any:
+        try:
+            return self.s3_hook.get_conn()
+        except Exception:  # a connection that cannot even make a client: its own error is reported
+            return None
+
     def _where(self) -> str:
-        return f"S3 bucket {self.bucket!r} (aws_conn_id={self.s3_hook.aws_conn_id!r})"
+        return f"S3 bucket {self.bucket!r} ({destination(self.s3_hook.aws_conn_id, self._client())})"
 
     def check_bucket(self) -> None:
         """Fail early, before anything is read, when the bucket is missing or out of reach."""
         try:
             self.s3_hook.get_conn().head_bucket(Bucket=self.bucket)
         except Exception as error:
-            raise AuditExportError(
-                f"Cannot use {self._where()}: {_reason(error)}. Create the bucket, or check the connection's "
-                "endpoint_url, region and credentials."
-            ) from None
+            if is_unreachable(error):
+                advice = (
+                    "S3 did not answer: check that it is up and that the connection's endpoint_url points at it, "
+                    "then rerun the task (nothing was read or written)."
+                )
+            elif _status(error) == 404:
+                advice = "The bucket does not exist: create it, or correct s3_bucket."
+            elif _status(error) in (401, 403):
+                advice = (
+                    "S3 refused the connection's credentials or their permissions: check its login (access key id) "
+                    "and password (secret key), and that they may list, read and write the bucket."
+                )
+            else:
+                advice = "Create the bucket, or check the connection's endpoint_url, region and credentials."
+            raise AuditExportError(f"Cannot use {self._where()}: {reason(error)}. {advice}") from None
 
     @staticmethod
     def object_key(key: str, index: int, *, split: bool) -> str:
@@ -98,19 +116,63 @@ class S3Publisher:
                 self.s3_hook.load_file(part.path, object_key, bucket_name=self.bucket, replace=True)
                 uploaded.append(object_key)
         except Exception as error:
-            created = [object_key for object_key in uploaded if object_key not in previous]
-            self._delete(created, quiet=True)
-            failed = next((object_key for object_key in keys if object_key not in uploaded), keys[-1])
-            raise AuditExportError(
-                f"Uploading s3://{self.bucket}/{failed} failed ({_reason(error)}); "
-                f"{len(uploaded)} of {len(keys)} parts had been written and the new ones were removed again. "
-                "Nothing was read twice: rerun the task once S3 is reachable."
-            ) from None
+            # Completions whose answer was lost may have made an object visible: those count as written.
+            written = list(dict.fromkeys([*(streamed.completing if streamed is not None else []), *uploaded]))
+            created = [object_key for object_key in written if object_key not in previous]
+            kept = self._delete(created, quiet=True)
+            if isinstance(error, AuditExportError):  # a streamed upload failed; its message says which
+                problem = str(error)
+            else:
+                failed = next((object_key for object_key in keys if object_key not in uploaded), keys[-1])
+                problem = f"Writing s3://{self.bucket}/{failed} failed: {reason(error)}."
+            if kept:
+                outcome = (
+                    f"The objects {', '.join(f's3://{self.bucket}/{k}' for k in kept)} of this run were written but "
+                    "could not be removed again: they do not hold the whole window until the rerun rewrites them."
+                )
+            else:
+                outcome = "Nothing of this run is visible in the bucket."
+            advice = rerun_advice(self.s3_hook.aws_conn_id, self._client())
+            raise AuditExportError(f"{problem} {outcome} {advice}") from None
         stale = sorted(previous - set(keys))
         if stale:
             log.info("Removing %d object(s) of an earlier run of this window: %s", len(stale), stale)
             self._delete(stale, quiet=False)
+        self._abort_unfinished(key)
         return [f"s3://{self.bucket}/{object_key}" for object_key in keys]
+
+    def _abort_unfinished(self, key: str) -> None:
+        """Abort the multipart uploads of this window's keys that an earlier, failed run left behind."""
+        pattern = part_pattern(key)
+        client = self.s3_hook.get_conn()
+        try:
+            pages = client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=split_extension(key)[0]
+            )
+            # Every upload of this run is completed by now: whatever is listed was left by another run.
+            unfinished = [
+                (upload["Key"], upload["UploadId"])
+                for page in pages
+                for upload in page.get("Uploads", [])
+                if pattern.match(upload["Key"])
+            ]
+            for object_key, upload_id in unfinished:
+                client.abort_multipart_upload(Bucket=self.bucket, Key=object_key, UploadId=upload_id)
+        except Exception as error:  # the window is written; this is housekeeping
+            log.warning(
+                "The window was written, but unfinished multipart uploads of an earlier failed run under %s in %s "
+                "could not be listed or aborted (%s); they are invisible, and the next run removes them",
+                split_extension(key)[0],
+                self._where(),
+                reason(error),
+            )
+            return
+        if unfinished:
+            log.info(
+                "Aborted %d unfinished multipart upload(s) that an earlier failed run left: %s",
+                len(unfinished),
+                sorted(object_key for object_key, _ in unfinished),
+            )
 
     def _existing(self, key: str) -> set[str]:
         pattern = part_pattern(key)
@@ -118,18 +180,21 @@ class S3Publisher:
         try:
             listed = self.s3_hook.list_keys(bucket_name=self.bucket, prefix=prefix)
         except Exception as error:
-            raise AuditExportError(f"Cannot list {self._where()} under {prefix!r}: {_reason(error)}") from None
+            raise AuditExportError(f"Cannot list {self._where()} under {prefix!r}: {reason(error)}") from None
         return {object_key for object_key in listed or [] if pattern.match(object_key)}
 
-    def _delete(self, keys: list[str], *, quiet: bool) -> None:
+    def _delete(self, keys: list[str], *, quiet: bool) -> list[str]:
+        """Delete ``keys``; return those that may still exist (quiet) or raise (not quiet)."""
         if not keys:
-            return
+            return []
         try:
             self.s3_hook.delete_objects(bucket=self.bucket, keys=keys)
         except Exception as error:
             if not quiet:
                 raise AuditExportError(
                     f"The window was written, but removing the earlier run's objects {keys} from {self._where()} "
-                    f"failed ({_reason(error)}); delete them by hand or rerun the task"
+                    f"failed ({reason(error)}); delete them by hand or rerun the task"
                 ) from None
-            log.warning("Could not remove %s from %s: %s", keys, self._where(), _reason(error))
+            log.warning("Could not remove %s from %s: %s", keys, self._where(), reason(error))
+            return keys
+        return []

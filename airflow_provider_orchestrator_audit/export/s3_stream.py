@@ -4,16 +4,20 @@ Upload a window's spool files to S3 while the window is still being read, visibl
 An S3 multipart upload shows nothing until it is completed, so the finished 5 MiB stretches of each
 spool file can be sent as parts while later pages are still being fetched; the uploads are completed
 only after the whole window has been read, and aborted if anything fails before. The upload then
-mostly overlaps the reading instead of following it, and memory stays at one part in flight.
+mostly overlaps the reading instead of following it, and memory stays at one part in flight. A part
+that fails (after botocore's own retries) stops the export at the next batch instead of after the
+whole window was read.
 """
 
 from __future__ import annotations
 
 import logging
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_orchestrator_audit.exceptions import AuditExportError
+from airflow_provider_orchestrator_audit.export._s3_errors import reason, rerun_advice
 from airflow_provider_orchestrator_audit.export.spool import JsonLinesSpool, SpooledPart
 
 if TYPE_CHECKING:
@@ -46,14 +50,23 @@ class StreamingUploads:
 
     def __init__(self, s3_hook: S3Hook, bucket: str, keys: Any) -> None:
         self.client = s3_hook.get_conn()
+        self.aws_conn_id: str | None = getattr(s3_hook, "aws_conn_id", None)
         self.bucket = bucket
         self.keys = keys
         self._uploads: dict[int, _Upload] = {}
+        #: Keys whose upload :meth:`complete` asked S3 to complete, in order: visible, or possibly visible
+        #: when the answer was lost. A failed export removes those that are new.
+        self.completing: list[str] = []
         # One part in flight: the upload keeps pace with the reading, and memory stays at one part.
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-upload")
 
     def advance(self, spool: JsonLinesSpool) -> None:
-        """Send every complete stretch of :data:`PART_SIZE` bytes that the spool has written."""
+        """
+        Send every complete stretch of :data:`PART_SIZE` bytes that the spool has written.
+
+        :raises AuditExportError: when a part sent earlier failed, or an upload cannot be started.
+        """
+        self._check_sent()
         for index, path, size in spool.files():
             upload = self._uploads.get(index)
             if upload is None and size < PART_SIZE:
@@ -77,32 +90,87 @@ class StreamingUploads:
             if part.size > upload.sent:
                 self._send(upload, part.path, part.size - upload.sent)
         for index, upload in self._uploads.items():
-            confirmed[index] = [future.result() for future in upload.parts]
+            part_list = []
+            for number, future in enumerate(upload.parts, start=1):
+                try:
+                    part_list.append(future.result())
+                except Exception as error:
+                    raise AuditExportError(self._failure(upload, f"sending part {number}", error)) from None
+            confirmed[index] = part_list
         for index, part_list in confirmed.items():
-            upload = self._uploads.pop(index)
-            self.client.complete_multipart_upload(
-                Bucket=self.bucket, Key=upload.key, UploadId=upload.upload_id, MultipartUpload={"Parts": part_list}
-            )
+            upload = self._uploads[index]
+            self.completing.append(upload.key)
+            try:
+                self.client.complete_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=upload.key,
+                    UploadId=upload.upload_id,
+                    MultipartUpload={"Parts": part_list},
+                )
+            except Exception as error:
+                raise AuditExportError(self._failure(upload, "completing its multipart upload", error)) from None
+            del self._uploads[index]
         return set(confirmed)
 
-    def abort(self) -> None:
-        """Abandon every upload not completed yet: S3 then keeps nothing of them."""
+    def abort(self) -> list[tuple[str, str]]:
+        """
+        Abandon every upload not completed yet: S3 then keeps nothing of them.
+
+        Parts still being sent are waited for first: a part that lands after the abort would otherwise
+        keep its storage. Returns ``(key, reason)`` of each upload that could not be aborted (S3 down,
+        say); it stays invisible, and the next successful export of the same keys removes it.
+        """
         for upload in self._uploads.values():
             for future in upload.parts:
                 future.cancel()
+        wait([future for upload in self._uploads.values() for future in upload.parts])
+        failed: list[tuple[str, str]] = []
+        for upload in self._uploads.values():
             try:
                 self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload.key, UploadId=upload.upload_id)
             except Exception as error:  # the export already failed; say so, but keep its error
-                log.warning("Could not abort the upload of s3://%s/%s: %s", self.bucket, upload.key, error)
+                failed.append((upload.key, reason(error)))
+                log.warning(
+                    "Could not abort the unfinished multipart upload of s3://%s/%s (%s); it is invisible and the next "
+                    "successful export of this window removes it",
+                    self.bucket,
+                    upload.key,
+                    reason(error),
+                )
         self._uploads.clear()
+        return failed
 
     def close(self) -> None:
         """Stop the upload thread."""
         self._pool.shutdown(wait=True, cancel_futures=True)
 
+    def _check_sent(self) -> None:
+        """Raise the first failure of a part sent while reading: nothing is gained by reading on."""
+        for upload in self._uploads.values():
+            for number, future in enumerate(upload.parts, start=1):
+                if future.done() and not future.cancelled() and (error := future.exception()) is not None:
+                    raise AuditExportError(self._failure(upload, f"sending part {number}", error, reading=True))
+
+    def _failure(self, upload: _Upload | str, stage: str, error: BaseException, *, reading: bool = False) -> str:
+        """
+        What failed. While reading, nothing is visible yet and the message is complete; at completion the
+        publisher adds what is visible and the advice.
+        """
+        key = upload if isinstance(upload, str) else upload.key
+        problem = f"Writing s3://{self.bucket}/{key} failed"
+        if not reading:
+            return f"{problem}, {stage}: {reason(error)}."
+        return (
+            f"{problem} while the window was still being read, {stage}: {reason(error)}. Nothing of this run is "
+            f"visible in the bucket. {rerun_advice(self.aws_conn_id, self.client)}"
+        )
+
     def _start(self, index: int) -> _Upload:
         key = self.keys(index)
-        upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
+        try:
+            upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
+        except Exception as error:
+            raise AuditExportError(self._failure(key, "starting its multipart upload", error, reading=True)) from None
         upload = _Upload(key, upload_id)
         self._uploads[index] = upload
         return upload

@@ -274,17 +274,22 @@ class RequestFramer:
 @dataclass
 class _CutRule:
     after_bytes: int
+    body_only: bool
     operations: frozenset[str] | None
     match: Callable[[RequestHead], bool] | None
     times: int | None  # cuts left; None for every matching request
 
-    def selects(self, request: ProxiedRequest) -> bool:
+    def cut_point(self, request: ProxiedRequest, head_bytes: int) -> int | None:
+        """Bytes of ``request`` to forward before cutting it, or None to let it through."""
         if self.operations is not None and request.operation not in self.operations:
-            return False
+            return None
         if self.match is not None and not self.match(request.head):
-            return False
+            return None
+        point = self.after_bytes + (head_bytes if self.body_only else 0)
         # A request that ends before the cut point passes untouched and uses up nothing.
-        return request.length is None or request.length > self.after_bytes
+        if request.length is not None and request.length <= point:
+            return None
+        return point
 
 
 @dataclass(eq=False)
@@ -428,24 +433,28 @@ class CuttingProxy:
         operations: Collection[str] | None = None,
         match: Callable[[RequestHead], bool] | None = None,
         times: int | None = None,
+        body_only: bool = False,
     ) -> None:
         """
-        Cut requests after ``after_bytes`` of them (head and body) went upstream; replaces any cut rule.
+        Cut requests after ``after_bytes`` of them went upstream; replaces any cut rule.
 
         The client's connection is reset and the upstream connection dropped, so the server sees a
-        truncated request and the client gets no answer. A request shorter than ``after_bytes``
+        truncated request and the client gets no answer. A request that ends before the cut point
         passes untouched and does not count.
 
-        :param after_bytes: bytes of the request forwarded before the cut (0: none, not even the head).
+        :param after_bytes: bytes of the request (head and body) forwarded before the cut; 0 cuts
+            before anything, not even the head, goes through.
         :param operations: only requests whose :func:`s3_operation` is one of these; None for any.
         :param match: only requests whose head this returns True for.
         :param times: how many requests to cut, then relay everything again; None for every one.
+        :param body_only: count ``after_bytes`` from the end of the head: the head always goes through.
         """
         if after_bytes < 0:
             raise ValueError(f"after_bytes must be >= 0, got {after_bytes}")
         if times is not None and times < 1:
             raise ValueError(f"times must be >= 1 or None, got {times}")
-        rule = _CutRule(after_bytes, None if operations is None else frozenset(operations), match, times)
+        operation_set = None if operations is None else frozenset(operations)
+        rule = _CutRule(after_bytes, body_only, operation_set, match, times)
         with self._lock:
             self._rule = rule
 
@@ -548,9 +557,7 @@ class CuttingProxy:
             with self._lock:
                 self._connections.add(connection)
                 self._connections_made += 1
-            thread = threading.Thread(
-                target=self._relay, args=(connection,), name="cutting-proxy-relay", daemon=True
-            )
+            thread = threading.Thread(target=self._relay, args=(connection,), name="cutting-proxy-relay", daemon=True)
             connection.threads.append(thread)
             thread.start()
 
@@ -578,7 +585,7 @@ class CuttingProxy:
             self._relay_requests(connection)
         except OSError:
             self._close(connection, reset=True)
-        except BaseException as error:  # e.g. from on_request: kept for the test to see, never lost
+        except BaseException as error:  # noqa: BLE001 - e.g. from on_request: kept for the test to see
             with self._lock:
                 self.errors.append(error)
             self._close(connection, reset=True)
@@ -628,16 +635,23 @@ class CuttingProxy:
                 self.on_request(request)
             with self._lock:
                 rule = self._rule
-                if rule is not None and rule.selects(request):
-                    cut_at[id(request)] = rule.after_bytes
-                    if rule.times is not None:
-                        rule.times -= 1
-                        if rule.times == 0:
-                            self._rule = None
+            # Judged outside the lock: ``match`` is the caller's code and may look at the proxy.
+            point = None if rule is None else rule.cut_point(request, len(segment.data))
+            if rule is not None and point is not None:
+                with self._lock:
+                    # Another connection may have used up the last cut meanwhile.
+                    if self._rule is rule and (rule.times is None or rule.times > 0):
+                        cut_at[id(request)] = point
+                        if rule.times is not None:
+                            rule.times -= 1
+                            if rule.times == 0:
+                                self._rule = None
         limit = cut_at.get(id(request))
         data = segment.data
-        if limit is not None and request.forwarded + len(data) >= limit and not (
-            segment.ends and request.forwarded + len(data) == limit
+        if (
+            limit is not None
+            and request.forwarded + len(data) >= limit
+            and not (segment.ends and request.forwarded + len(data) == limit)
         ):
             head = data[: max(0, limit - request.forwarded)]
             if head:

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_orchestrator_audit.exceptions import OrchestratorConfigError
+from airflow_provider_orchestrator_audit.exceptions import AuditExportError, OrchestratorConfigError
+from airflow_provider_orchestrator_audit.export._s3_errors import unaborted_note
 from airflow_provider_orchestrator_audit.export.keys import DEFAULT_PREFIX, default_key
 from airflow_provider_orchestrator_audit.export.reader import WindowReader
 from airflow_provider_orchestrator_audit.export.s3_publisher import S3Publisher
@@ -183,8 +184,10 @@ class AuditLogsToS3Operator(BaseOperator):
                 )
                 objects = publisher.publish(key, parts, split=split, streamed=streamed)
                 records = spool.records
-        except BaseException:
-            streamed.abort()
+        except BaseException as error:
+            unaborted = streamed.abort()
+            if unaborted and isinstance(error, AuditExportError):
+                raise AuditExportError(f"{error} {unaborted_note(self.s3_bucket, unaborted)}") from None
             raise
         finally:
             streamed.close()

@@ -1,0 +1,81 @@
+"""What an S3 failure says: the reason in one line, where the destination is, and what to do."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+__all__ = ["destination", "endpoint_of", "is_unreachable", "reason", "rerun_advice", "unaborted_note"]
+
+
+def _cause(error: BaseException) -> BaseException:
+    # boto3's managed transfer re-raises a client error as S3UploadFailedError("Failed to upload <temporary
+    # file> to ...: <error>"): the local file name means nothing to the reader, the original error does.
+    if type(error).__name__ == "S3UploadFailedError" and error.__context__ is not None:
+        return error.__context__
+    return error
+
+
+def reason(error: BaseException) -> str:
+    """
+    The error in one line, without a closing period: ``Code: message`` for an S3 answer, ``Type: message``
+    for anything else.
+    """
+    error = _cause(error)
+    response = getattr(error, "response", None)
+    text = f"{type(error).__name__}: {error}"
+    if isinstance(response, dict):
+        details = response.get("Error", {})
+        code, message = details.get("Code"), details.get("Message")
+        if code:
+            text = f"{code}: {message}" if message else str(code)
+    return " ".join(text.split()).rstrip(".")
+
+
+def is_unreachable(error: BaseException) -> bool:
+    """Whether S3 never answered: refused, reset or timed-out connections (after botocore's own retries)."""
+    from botocore.exceptions import ConnectionError as BotocoreConnectionError
+    from botocore.exceptions import HTTPClientError
+
+    return isinstance(_cause(error), BotocoreConnectionError | HTTPClientError)
+
+
+def endpoint_of(client: Any) -> str:
+    """The S3 endpoint a boto3 client talks to, without any user info a URL might carry."""
+    url = str(getattr(getattr(client, "meta", None), "endpoint_url", "") or "")
+    if not url:
+        return "the default AWS endpoint"
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        host = parts.hostname or ""
+        netloc = f"[{host}]" if ":" in host else host
+        if parts.port is not None:
+            netloc += f":{parts.port}"
+        parts = parts._replace(netloc=netloc)
+    return urlunsplit(parts)
+
+
+def destination(aws_conn_id: str | None, client: Any) -> str:
+    """``aws_conn_id='aws_default', endpoint http://...``: which connection, and where it points."""
+    if client is None:
+        return f"aws_conn_id={aws_conn_id!r}"
+    return f"aws_conn_id={aws_conn_id!r}, endpoint {endpoint_of(client)}"
+
+
+def rerun_advice(aws_conn_id: str | None, client: Any) -> str:
+    """What to do after a failed write."""
+    where = "" if client is None else f" at {endpoint_of(client)}"
+    return (
+        f"Check that S3 is reachable{where} with the connection {aws_conn_id!r}, then rerun the task: it reads "
+        "the window again and writes it whole."
+    )
+
+
+def unaborted_note(bucket: str, failures: list[tuple[str, str]]) -> str:
+    """What an upload that could not be aborted leaves, and what removes it."""
+    uris = ", ".join(f"s3://{bucket}/{key}" for key, _ in failures)
+    return (
+        f"The unfinished multipart upload of {uris} could not be aborted ({failures[0][1]}): it is invisible, but "
+        "keeps its storage until the next successful export of this window aborts it (as would a lifecycle rule "
+        "with AbortIncompleteMultipartUpload)."
+    )

@@ -1,0 +1,388 @@
+"""
+S3 failing under a running export: down before it starts, dying in the middle, connections cut mid-upload.
+
+Every scenario runs the real operator against the local Orchestrator over HTTP and SeaweedFS as S3 (its own
+instance, since some tests kill it), with :class:`CuttingProxy` in between where the network misbehaves.
+Each one proves three things:
+
+* the task fails with an :class:`AuditExportError` that names the object, the bucket, the AWS connection and
+  its endpoint, and says what to do — not a bare botocore traceback — and that never carries the AWS keys;
+* nothing of the failed attempt is visible: the bucket lists no object and no open multipart upload (or,
+  when S3 itself was down at the time, exactly the invisible upload the message names, which the next
+  successful run aborts);
+* the rerun after recovery writes exactly the window: every entry of the data set once, nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from airflow_provider_orchestrator_audit.exceptions import AuditExportError
+from airflow_provider_orchestrator_audit.export._s3_errors import endpoint_of
+from airflow_provider_orchestrator_audit.export.s3_stream import PART_SIZE
+from airflow_provider_orchestrator_audit.testing import AuditDataset, LocalOrchestratorServer
+from airflow_provider_orchestrator_audit.testing.proxy import CuttingProxy, ProxiedRequest
+from airflow_provider_orchestrator_audit.testing.s3 import LocalS3Server
+from airflow_provider_orchestrator_audit.timestamps import to_ticks
+from airflow_provider_orchestrator_audit.transfers.audit_logs_to_s3 import AuditLogsToS3Operator
+from tests.conftest import set_connection
+
+pytestmark = pytest.mark.integration
+
+# Keys nobody would type by chance, to prove they never reach an error message or a log line.
+ACCESS_KEY = "AKIAFAULTSUITE7Q3X"
+SECRET_KEY = "faults-suite-secret-Zm9vYmFyYmF6cXV4"
+ORCHESTRATOR_CONN = "orchestrator_faults"
+# 36,000 entries an hour of about 380 bytes: one hour is ~13 MiB, two streamed 5 MiB parts and a tail.
+ENTRIES_PER_HOUR = 36_000
+HOUR = ("2026-01-01T01:00:00Z", "2026-01-01T02:00:00Z")  # entries before and after it exist
+FIVE_MINUTES = ("2026-01-01T01:00:00Z", "2026-01-01T01:05:00Z")  # ~1.1 MiB: one plain PUT
+# botocore retries a failed request once more (two attempts), so a fault held for a request is seen twice.
+ATTEMPTS = 2
+
+
+@pytest.fixture(scope="module")
+def storage() -> Iterator[LocalS3Server]:
+    """SeaweedFS for this module alone: its tests stop and restart it."""
+    with LocalS3Server(access_key=ACCESS_KEY, secret_key=SECRET_KEY) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def source() -> Iterator[LocalOrchestratorServer]:
+    """A dense audit log (three hours of 36,000 entries) that does not move: the expected output is fixed."""
+    dataset = AuditDataset(size=3 * ENTRIES_PER_HOUR, seed=23, entries_per_hour=ENTRIES_PER_HOUR)
+    with LocalOrchestratorServer(dataset) as server:
+        yield server
+
+
+@pytest.fixture
+def orchestrator_source(source: LocalOrchestratorServer, monkeypatch: pytest.MonkeyPatch) -> LocalOrchestratorServer:
+    source.faults.clear()
+    source.latency_seconds = 0.0
+    source.reset_stats()
+    set_connection(monkeypatch, ORCHESTRATOR_CONN, source.airflow_connection())
+    return source
+
+
+@pytest.fixture
+def bucket(storage: LocalS3Server, request: pytest.FixtureRequest) -> str:
+    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-") + f"-{uuid.uuid4().hex[:8]}"
+    storage.create_bucket(name)
+    return name
+
+
+@pytest.fixture
+def proxy(storage: LocalS3Server) -> Iterator[CuttingProxy]:
+    with CuttingProxy.to(storage.endpoint_url) as running:
+        yield running
+
+
+def use_s3(monkeypatch: pytest.MonkeyPatch, storage: LocalS3Server, endpoint_url: str) -> None:
+    """``aws_default`` pointing at ``endpoint_url``, with botocore's retries bounded to :data:`ATTEMPTS`."""
+    connection = storage.airflow_connection()
+    connection["extra"]["endpoint_url"] = endpoint_url
+    connection["extra"]["config_kwargs"] = {"retries": {"mode": "standard", "total_max_attempts": ATTEMPTS}}
+    set_connection(monkeypatch, "aws_default", connection)
+
+
+def export(bucket: str, window: tuple[str, str] = HOUR, key: str = "w.jsonl", **kwargs: Any) -> dict[str, Any]:
+    operator = AuditLogsToS3Operator(
+        task_id="export",
+        orchestrator_conn_id=ORCHESTRATOR_CONN,
+        s3_bucket=bucket,
+        s3_key=key,
+        window_start=window[0],
+        window_end=window[1],
+        **kwargs,
+    )
+    return operator.execute({})
+
+
+def open_uploads(storage: LocalS3Server, bucket: str) -> list[str]:
+    uploads = storage.client().list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    return sorted(upload["Key"] for upload in uploads)
+
+
+def assert_nothing_written(storage: LocalS3Server, bucket: str) -> None:
+    assert storage.list_keys(bucket) == []
+    assert open_uploads(storage, bucket) == []
+
+
+def expected_window(source: LocalOrchestratorServer, window: tuple[str, str]) -> list[str]:
+    """The window's entries in the data set, canonical and sorted (the log does not move here)."""
+    dataset = source.dataset
+    first, end = dataset.index_range(to_ticks(window[0]), to_ticks(window[1]))
+    return sorted(json.dumps(dataset.entry(i), sort_keys=True, ensure_ascii=False) for i in range(first, end))
+
+
+def assert_exact(
+    storage: LocalS3Server, bucket: str, source: LocalOrchestratorServer, window: tuple[str, str], keys: list[str]
+) -> None:
+    """The bucket holds exactly ``keys``, no open upload, and their lines are the window's entries, each once."""
+    assert storage.list_keys(bucket) == sorted(keys)
+    assert open_uploads(storage, bucket) == []
+    lines: list[str] = []
+    for key in keys:
+        body = storage.get_object_bytes(bucket, key).decode("utf-8")
+        assert body.endswith("\n")
+        lines.extend(body.split("\n")[:-1])
+    written = sorted(json.dumps(json.loads(line), sort_keys=True, ensure_ascii=False) for line in lines)
+    expected = expected_window(source, window)
+    assert len(expected) > 1000
+    assert written == expected
+
+
+def assert_no_secrets(text: str) -> None:
+    assert ACCESS_KEY not in text
+    assert SECRET_KEY not in text
+
+
+def advice(endpoint: str) -> str:
+    """What a failed write tells the reader to do."""
+    return (
+        f"Check that S3 is reachable at {endpoint} with the connection 'aws_default', then rerun the task: "
+        "it reads the window again and writes it whole."
+    )
+
+
+# --- S3 down --------------------------------------------------------------------------------------
+
+
+def test_s3_down_before_the_export_fails_before_reading(
+    storage, orchestrator_source, bucket, monkeypatch, caplog, capfd
+):
+    """
+    With S3 down from the start, the export fails at its first S3 request (the bucket check), before any
+    Orchestrator request: the message names the bucket, the connection and its endpoint, and says S3 did
+    not answer. Once S3 is back, the bucket is untouched and the rerun writes the exact window.
+    """
+    use_s3(monkeypatch, storage, storage.endpoint_url)
+    caplog.set_level(logging.INFO)
+    storage.stop_temporarily()
+    try:
+        with pytest.raises(AuditExportError) as failure:
+            export(bucket)
+    finally:
+        storage.restart()
+    message = str(failure.value)
+    assert message == (
+        f"Cannot use S3 bucket {bucket!r} (aws_conn_id='aws_default', endpoint {storage.endpoint_url}): "
+        f'EndpointConnectionError: Could not connect to the endpoint URL: "{storage.endpoint_url}/{bucket}". '
+        "S3 did not answer: check that it is up and that the connection's endpoint_url points at it, then rerun "
+        "the task (nothing was read or written)."
+    )
+    assert orchestrator_source.stats.audit_requests == 0
+    assert_no_secrets(message + caplog.text + "".join(capfd.readouterr()))
+    assert_nothing_written(storage, bucket)
+
+    result = export(bucket)
+    assert_exact(storage, bucket, orchestrator_source, HOUR, ["w.jsonl"])
+    assert result["records"] == len(expected_window(orchestrator_source, HOUR))
+
+
+def test_s3_dies_mid_export_after_a_part_went_up(storage, orchestrator_source, bucket, monkeypatch, caplog, capfd):
+    """
+    SeaweedFS is killed the moment the exporter starts sending the second 5 MiB part of the window (the
+    first is stored by then), while the window is still being read, and the endpoint refuses connections
+    from then on. The task fails naming the object, the part and the endpoint; no object is visible. The
+    upload cannot be aborted while S3 is down, so exactly that invisible upload remains, and the message
+    says so and what removes it; the rerun after recovery writes the exact window and aborts it.
+    """
+    started: list[str] = []
+
+    def kill_at_second_part(request: ProxiedRequest) -> None:
+        if request.operation == "UploadPart":
+            started.append(request.head.query["partNumber"])
+            if len(started) == 2:
+                storage.stop_temporarily()
+                proxy.refuse()
+
+    caplog.set_level(logging.INFO)
+    with CuttingProxy.to(storage.endpoint_url, on_request=kill_at_second_part) as proxy:
+        use_s3(monkeypatch, storage, proxy.url)
+        try:
+            with pytest.raises(AuditExportError) as failure:
+                export(bucket)
+        finally:
+            if not storage.is_running:
+                storage.restart()
+            proxy.pass_through()
+        assert started == ["1", "2"]
+        assert proxy.errors == []
+        message = str(failure.value)
+        assert re.fullmatch(
+            re.escape(f"Writing s3://{bucket}/w.jsonl failed")
+            + r"( while the window was still being read)?, sending part 2: "
+            # The last attempt's error: refused, or reset if it went out on a connection the crash cut.
+            + "(EndpointConnectionError: Could not connect to the endpoint URL|ConnectionClosedError: Connection was "
+            "closed before we received a valid response from endpoint URL): "
+            + re.escape(f'"{proxy.url}/{bucket}/w.jsonl?')
+            + r"[^\"]*partNumber=2\"\. Nothing of this run is visible in the bucket\. "
+            + re.escape(advice(proxy.url))
+            + " "
+            + re.escape(f"The unfinished multipart upload of s3://{bucket}/w.jsonl could not be aborted (")
+            + r"EndpointConnectionError: [^)]*\): it is invisible, but keeps its storage until the next successful "
+            r"export of this window aborts it \(as would a lifecycle rule with AbortIncompleteMultipartUpload\)\.",
+            message,
+        ), message
+        assert_no_secrets(message + caplog.text + "".join(capfd.readouterr()))
+        assert storage.list_keys(bucket) == []
+        assert open_uploads(storage, bucket) == ["w.jsonl"]  # the one the message names, invisible
+
+        result = export(bucket)
+    assert_exact(storage, bucket, orchestrator_source, HOUR, ["w.jsonl"])
+    assert result["objects"] == [f"s3://{bucket}/w.jsonl"]
+
+
+# --- connections cut mid-upload ---------------------------------------------------------------------------
+
+
+def test_a_part_cut_on_every_attempt_stops_the_export_early(
+    storage, orchestrator_source, proxy, bucket, monkeypatch, caplog, capfd
+):
+    """
+    Every UploadPart is cut after 64 KiB: botocore's retry is cut too, and the export stops at its next
+    batch instead of reading the rest of the window (the reader is slowed so that the rest would take
+    seconds), aborts the upload after its part finished failing, and leaves nothing. After the network
+    recovers, the rerun writes the exact window.
+    """
+    use_s3(monkeypatch, storage, proxy.url)
+    caplog.set_level(logging.INFO)
+    orchestrator_source.latency_seconds = 0.03
+    proxy.cut_after(64 * 1024, operations={"UploadPart"})
+    with pytest.raises(AuditExportError) as failure:
+        export(bucket, page_size=500, max_concurrency=1)
+    message = str(failure.value)
+    assert re.fullmatch(
+        re.escape(f"Writing s3://{bucket}/w.jsonl failed while the window was still being read, sending part 1: ")
+        + re.escape(
+            "ConnectionClosedError: Connection was closed before we received a valid response from endpoint URL: "
+            f'"{proxy.url}/{bucket}/w.jsonl?'
+        )
+        + r"[^\"]*partNumber=1\"\. Nothing of this run is visible in the bucket\. "
+        + re.escape(advice(proxy.url)),
+        message,
+    ), message
+    assert proxy.operations(cut=True) == ["UploadPart"] * ATTEMPTS
+    assert proxy.operations()[-1] == "AbortMultipartUpload"  # after the part's last attempt, not before
+    # 5 MiB are ~14,000 entries, 28 pages of 500; the window has 72.
+    assert orchestrator_source.stats.audit_requests < 50
+    assert_no_secrets(message + caplog.text + "".join(capfd.readouterr()))
+    assert_nothing_written(storage, bucket)
+
+    proxy.pass_through()
+    export(bucket)
+    assert_exact(storage, bucket, orchestrator_source, HOUR, ["w.jsonl"])
+
+
+def test_a_put_cut_on_every_attempt_leaves_nothing(storage, orchestrator_source, proxy, bucket, monkeypatch):
+    """
+    A window smaller than a part goes up in one PutObject at the end; cut after 200 KiB on every attempt,
+    the task fails naming the object and the endpoint, and S3 keeps nothing of the truncated bodies.
+    """
+    use_s3(monkeypatch, storage, proxy.url)
+    proxy.cut_after(200 * 1024, operations={"PutObject"})
+    with pytest.raises(AuditExportError) as failure:
+        export(bucket, FIVE_MINUTES, key="small.jsonl")
+    message = str(failure.value)
+    assert message.startswith(
+        f"Writing s3://{bucket}/small.jsonl failed: ConnectionClosedError: Connection was closed before we received "
+        f'a valid response from endpoint URL: "{proxy.url}/{bucket}/small.jsonl". '
+    ), message
+    assert message.endswith(" Nothing of this run is visible in the bucket. " + advice(proxy.url)), message
+    assert proxy.operations(cut=True) == ["PutObject"] * ATTEMPTS
+    assert_no_secrets(message)
+    assert_nothing_written(storage, bucket)
+
+    proxy.pass_through()
+    export(bucket, FIVE_MINUTES, key="small.jsonl")
+    assert_exact(storage, bucket, orchestrator_source, FIVE_MINUTES, ["small.jsonl"])
+
+
+def test_a_cut_completion_leaves_nothing(storage, orchestrator_source, proxy, bucket, monkeypatch):
+    """
+    Every part is stored, but CompleteMultipartUpload is cut 100 bytes into its body on every attempt:
+    S3 never sees the whole part list, so nothing becomes visible; the upload is aborted and the rerun
+    writes the exact window.
+    """
+    use_s3(monkeypatch, storage, proxy.url)
+    proxy.cut_after(100, operations={"CompleteMultipartUpload"}, body_only=True)
+    with pytest.raises(AuditExportError) as failure:
+        export(bucket)
+    message = str(failure.value)
+    assert message.startswith(
+        f"Writing s3://{bucket}/w.jsonl failed, completing its multipart upload: ConnectionClosedError: "
+    ), message
+    assert message.endswith(" Nothing of this run is visible in the bucket. " + advice(proxy.url)), message
+    assert proxy.operations(cut=True) == ["CompleteMultipartUpload"] * ATTEMPTS, [
+        (r.operation, r.head.target[-40:], r.forwarded, r.length, r.cut) for r in proxy.requests
+    ]
+    assert proxy.operations().count("UploadPart") == 3  # 13 MiB: two 5 MiB parts and the tail
+    assert_nothing_written(storage, bucket)
+
+    proxy.pass_through()
+    export(bucket)
+    assert_exact(storage, bucket, orchestrator_source, HOUR, ["w.jsonl"])
+
+
+def test_a_split_window_whose_second_object_fails_shows_no_first_object(
+    storage, orchestrator_source, proxy, bucket, monkeypatch
+):
+    """
+    A window split into two objects of more than 5 MiB each: the first completes, the second's
+    completion is cut on every attempt. The first object, already visible, is removed again, so a failed
+    run never leaves half a window that looks like a finished export.
+    """
+    use_s3(monkeypatch, storage, proxy.url)
+    proxy.cut_after(
+        10, operations={"CompleteMultipartUpload"}, match=lambda head: ".part-00001." in head.path, body_only=True
+    )
+    with pytest.raises(AuditExportError) as failure:
+        export(bucket, max_records_per_file=ENTRIES_PER_HOUR // 2)
+    message = str(failure.value)
+    assert message.startswith(f"Writing s3://{bucket}/w.part-00001.jsonl failed, completing its multipart upload: ")
+    assert message.endswith(" Nothing of this run is visible in the bucket. " + advice(proxy.url)), message
+    operations = proxy.operations()
+    assert operations.count("CompleteMultipartUpload") == 1 + ATTEMPTS
+    assert "DeleteObjects" in operations
+    assert_nothing_written(storage, bucket)
+
+    proxy.pass_through()
+    result = export(bucket, max_records_per_file=ENTRIES_PER_HOUR // 2)
+    keys = ["w.part-00000.jsonl", "w.part-00001.jsonl"]
+    assert result["objects"] == [f"s3://{bucket}/{key}" for key in keys]
+    assert_exact(storage, bucket, orchestrator_source, HOUR, keys)
+
+
+def test_one_cut_is_ridden_out_by_the_retry(storage, orchestrator_source, proxy, bucket, monkeypatch):
+    """
+    A single UploadPart cut mid-body is retried by botocore and the export succeeds: the part is not
+    stored twice and the object is exactly the window.
+    """
+    use_s3(monkeypatch, storage, proxy.url)
+    proxy.cut_after(PART_SIZE // 2, operations={"UploadPart"}, times=1)
+    result = export(bucket)
+    assert proxy.cuts == 1
+    assert proxy.operations().count("UploadPart") == 3 + 1
+    assert result["records"] == len(expected_window(orchestrator_source, HOUR))
+    assert_exact(storage, bucket, orchestrator_source, HOUR, ["w.jsonl"])
+
+
+def test_endpoints_in_messages_never_carry_user_info():
+    """An endpoint URL with credentials in it is named without them."""
+
+    class Meta:
+        endpoint_url = f"https://{ACCESS_KEY}:{SECRET_KEY}@s3.example.com:8443/base"
+
+    class Client:
+        meta = Meta()
+
+    assert endpoint_of(Client()) == "https://s3.example.com:8443/base"
