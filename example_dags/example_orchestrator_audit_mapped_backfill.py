@@ -12,8 +12,8 @@ duplicating it. With ``hours_per_task = 1`` and whole-hour windows the keys are 
 **The window**: the run's data interval (one day on schedule, or each day of
 ``airflow backfill create --dag-id example_orchestrator_audit_mapped_backfill --from-date ... --to-date ...``),
 or any window given as the params ``window_start`` and ``window_end`` on *Trigger* (ISO-8601 such as
-``2025-06-01T00:00:00Z``; both or neither). A manual run without them has no interval and fails at once,
-saying so.
+``2025-06-01T00:00:00Z``; both or neither). Without them, a manual run given a logical date exports the
+last whole day before it; one given no logical date has no interval and fails at once, saying so.
 
 **Why ``expand_kwargs``**: ``.partial(...).expand(window_start=[...], window_end=[...])`` would map
 over the cross product of the two lists, pairing every start with every end. ``expand_kwargs`` takes
@@ -92,8 +92,8 @@ with DAG(
             start, end = context.get("data_interval_start"), context.get("data_interval_end")
             if start is None or end is None or start == end:
                 raise WindowError(
-                    "this run has no data interval to split (manual runs have none): trigger it with the params "
-                    "window_start and window_end, or use a scheduled run or `airflow backfill create`"
+                    "this run has no data interval to split (a manual run has one only when given a logical "
+                    "date): trigger it with the params window_start and window_end, or with a logical date"
                 )
         window = AuditWindow.parse(start, end)
         # Airflow refuses to map more than [core] max_map_length values, with a less helpful message.
