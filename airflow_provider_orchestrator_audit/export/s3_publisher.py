@@ -104,7 +104,15 @@ class S3Publisher:
         :param streamed: uploads already under way for the larger parts.
         """
         keys = [self.object_key(key, index, split=split) for index in range(len(parts))]
-        previous = self._existing(key)
+        advice = rerun_advice(self.s3_hook.aws_conn_id, self._client())
+        try:
+            # The parts sent while reading are confirmed first, so that a part that failed is reported as such
+            # whatever else S3 refuses afterwards; nothing is visible before the completions below.
+            if streamed is not None:
+                streamed.confirm(parts)
+            previous = self._existing(key)
+        except AuditExportError as error:
+            raise AuditExportError(f"{error} Nothing of this run is visible in the bucket. {advice}") from None
         uploaded: list[str] = []
         try:
             completed = streamed.complete(parts) if streamed is not None else set()
@@ -132,7 +140,6 @@ class S3Publisher:
                 )
             else:
                 outcome = "Nothing of this run is visible in the bucket."
-            advice = rerun_advice(self.s3_hook.aws_conn_id, self._client())
             raise AuditExportError(f"{problem} {outcome} {advice}") from None
         stale = sorted(previous - set(keys))
         if stale:
@@ -180,7 +187,7 @@ class S3Publisher:
         try:
             listed = self.s3_hook.list_keys(bucket_name=self.bucket, prefix=prefix)
         except Exception as error:
-            raise AuditExportError(f"Cannot list {self._where()} under {prefix!r}: {reason(error)}") from None
+            raise AuditExportError(f"Cannot list {self._where()} under {prefix!r}: {reason(error)}.") from None
         return {object_key for object_key in listed or [] if pattern.match(object_key)}
 
     def _delete(self, keys: list[str], *, quiet: bool) -> list[str]:

@@ -75,6 +75,23 @@ class StreamingUploads:
                 upload = upload or self._start(index)
                 self._send(upload, path, PART_SIZE)
 
+    def confirm(self, parts: list[SpooledPart]) -> None:
+        """
+        Send what is left of every upload and wait until S3 has stored all its parts; nothing is visible yet.
+
+        :raises AuditExportError: when a part failed (after botocore's own retries).
+        """
+        for index, part in enumerate(parts):
+            upload = self._uploads.get(index)
+            if upload is not None and part.size > upload.sent:
+                self._send(upload, part.path, part.size - upload.sent)
+        for upload in self._uploads.values():
+            for number, future in enumerate(upload.parts, start=1):
+                try:
+                    future.result()
+                except Exception as error:
+                    raise AuditExportError(self._failure(upload, f"sending part {number}", error)) from None
+
     def complete(self, parts: list[SpooledPart]) -> set[int]:
         """
         Send what is left and complete every upload; return the indexes of the parts completed here
@@ -82,23 +99,10 @@ class StreamingUploads:
         """
         # Every part of every upload is sent and confirmed first; only then is anything completed, so a
         # failed part (the likely failure) leaves no object visible at all.
-        confirmed: dict[int, list[dict[str, Any]]] = {}
-        for index, part in enumerate(parts):
-            upload = self._uploads.get(index)
-            if upload is None:
-                continue
-            if part.size > upload.sent:
-                self._send(upload, part.path, part.size - upload.sent)
-        for index, upload in self._uploads.items():
-            part_list = []
-            for number, future in enumerate(upload.parts, start=1):
-                try:
-                    part_list.append(future.result())
-                except Exception as error:
-                    raise AuditExportError(self._failure(upload, f"sending part {number}", error)) from None
-            confirmed[index] = part_list
-        for index, part_list in confirmed.items():
-            upload = self._uploads[index]
+        self.confirm(parts)
+        completed: set[int] = set()
+        for index, upload in list(self._uploads.items()):
+            part_list = [future.result() for future in upload.parts]
             self.completing.append(upload.key)
             try:
                 self.client.complete_multipart_upload(
@@ -108,9 +112,12 @@ class StreamingUploads:
                     MultipartUpload={"Parts": part_list},
                 )
             except Exception as error:
+                # Still listed in _uploads: abort() abandons it (a lost answer to a completion that S3 did
+                # carry out leaves an object, which the publisher removes).
                 raise AuditExportError(self._failure(upload, "completing its multipart upload", error)) from None
             del self._uploads[index]
-        return set(confirmed)
+            completed.add(index)
+        return completed
 
     def abort(self) -> list[tuple[str, str]]:
         """
