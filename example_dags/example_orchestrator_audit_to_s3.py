@@ -21,8 +21,8 @@ bound. For long backfills, ``example_orchestrator_audit_mapped_backfill`` splits
 tasks that run in parallel.
 
 **Failures**: the hook retries throttling (429), server errors and timeouts for up to 10 minutes within
-one try; the task's retries, about 2-4, 4-8 and 8-16 minutes apart (never more than 30), cover longer outages. A retry
-rewrites the same key, and nothing is visible in S3 before a window is complete.
+one try; the task's retries, about 2-4, 4-8 and 8-16 minutes apart (never more than 30), cover longer
+outages. A retry rewrites the same key, and nothing is visible in S3 before a window is complete.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ with DAG(
     schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
-    # Backfills and manual windows may overlap the hourly run; 4 runs with 8 pages in flight each stay
-    # well within Orchestrator's rate limits (a 429 makes the hook back off).
+    # Backfills and manual windows may run next to the hourly run: at most 4 runs, each with up to 8 pages
+    # in flight, bounds the load on Orchestrator (a 429 makes the hook back off).
     max_active_runs=4,
     doc_md=__doc__,
     tags=["uipath", "audit", "s3"],
