@@ -44,7 +44,7 @@ from urllib.parse import parse_qsl, unquote
 from airflow_provider_orchestrator_audit.testing.dataset import DOCUMENTED_FIELDS, AuditDataset, SortTooLargeError
 from airflow_provider_orchestrator_audit.testing.faults import MUTATING_KINDS, Endpoint, Fault, FaultSchedule
 
-__all__ = ["AUDIT_SCOPES", "LocalOrchestratorServer", "ServerStats"]
+__all__ = ["AUDIT_SCOPES", "AuditRequest", "LocalOrchestratorServer", "ServerStats"]
 
 #: Either scope lets a token read the audit log.
 AUDIT_SCOPES: frozenset[str] = frozenset({"PM.Audit.Read", "PM.Audit"})
@@ -60,6 +60,23 @@ _TRUNCATED_SHORTFALL = 4096
 _NOT_UTF8 = b"caf\xe9 \xff\xfe \xc3("
 _NOT_UTF8_MARK = "@@not-utf-8@@"
 _SORT_FIELDS: dict[str, str] = {name.lower(): name for name in DOCUMENTED_FIELDS}
+# The timeline of audit requests keeps the first this many (long benchmark runs make millions).
+_TIMELINE_LIMIT = 100_000
+
+
+@dataclass(frozen=True)
+class AuditRequest:
+    """
+    One request to the audit endpoint as the server saw it.
+
+    :param arrived: when it arrived, in :func:`time.monotonic` seconds.
+    :param query: its query string, e.g. ``top=100&skip=3800&sortBy=createdOn&sortOrder=desc``.
+    :param status: the HTTP status answered, or None when the connection was reset instead.
+    """
+
+    arrived: float
+    query: str
+    status: int | None
 
 
 class ServerStats:
@@ -71,6 +88,7 @@ class ServerStats:
         self._token_requests = 0
         self._responses_by_status: dict[int, int] = {}
         self._pages: list[tuple[int, int | None]] = []
+        self._timeline: list[AuditRequest] = []
         self._connection_resets = 0
 
     def __repr__(self) -> str:
@@ -104,6 +122,12 @@ class ServerStats:
             return list(self._pages)
 
     @property
+    def audit_timeline(self) -> list[AuditRequest]:
+        """Every audit request in order of arrival with its answer (the first 100,000), faulted ones included."""
+        with self._lock:
+            return list(self._timeline)
+
+    @property
     def connection_resets(self) -> int:
         """Connections reset instead of answered."""
         with self._lock:
@@ -116,6 +140,7 @@ class ServerStats:
             self._token_requests = 0
             self._responses_by_status.clear()
             self._pages.clear()
+            self._timeline.clear()
             self._connection_resets = 0
 
     def count_request(self, endpoint: Endpoint) -> None:
@@ -141,6 +166,16 @@ class ServerStats:
                 self._connection_resets += 1
             else:
                 self._responses_by_status[status] = self._responses_by_status.get(status, 0) + 1
+
+    def record_audit(self, request: AuditRequest) -> None:
+        """
+        Add an answered audit request to :attr:`audit_timeline`.
+
+        :param request: the request and its answer.
+        """
+        with self._lock:
+            if len(self._timeline) < _TIMELINE_LIMIT:
+                self._timeline.append(request)
 
     def count_page(self, skip: int, top: int | None) -> None:
         """
@@ -747,7 +782,14 @@ class LocalOrchestratorServer:
     # --- audit log -----------------------------------------------------------------------------
 
     def _audit(self, organization: str, query: str, headers: Message) -> _Reply:
+        arrived = time.monotonic()
         self.stats.count_request("audit")
+        reply = self._audit_reply(organization, query, headers)
+        status = None if reply.action == "reset" else reply.status
+        self.stats.record_audit(AuditRequest(arrived, query, status))
+        return reply
+
+    def _audit_reply(self, organization: str, query: str, headers: Message) -> _Reply:
         with self._serial_lock:
             serial = next(self._serial)
         self._pause(self.latency_seconds)
