@@ -12,11 +12,11 @@ request, e.g. every S3 ``UploadPart``, after a given number of its bytes went th
         ...
         assert proxy.cuts == 1
 
-A cut sends the client a TCP reset and drops the upstream connection, so the server receives a
-truncated request and the client sees its connection reset mid-request, as when a load balancer or
-a NAT gateway drops a connection. :meth:`CuttingProxy.refuse` makes the port refuse connections (and
-resets the open ones), as a crashed endpoint does, while keeping the port reserved for
-:meth:`CuttingProxy.pass_through`. The answers (server to client) are relayed untouched.
+A cut sends the client a TCP reset and closes the upstream side after exactly the bytes let through,
+so the server receives a truncated request and the client sees its connection reset mid-request, as
+when a load balancer or a NAT gateway drops a connection. :meth:`CuttingProxy.refuse` makes the port
+refuse connections (and resets the open ones), as a crashed endpoint does, while keeping the port
+reserved for :meth:`CuttingProxy.pass_through`. The answers (server to client) are relayed untouched.
 """
 
 from __future__ import annotations
@@ -297,6 +297,7 @@ class _Connection:
     client: socket.socket
     upstream: socket.socket | None = None
     closed: bool = False
+    cut: bool = False  # the client is gone; what the server still says is drained and dropped
     threads: list[threading.Thread] = field(default_factory=list)
 
 
@@ -438,9 +439,9 @@ class CuttingProxy:
         """
         Cut requests after ``after_bytes`` of them went upstream; replaces any cut rule.
 
-        The client's connection is reset and the upstream connection dropped, so the server sees a
-        truncated request and the client gets no answer. A request that ends before the cut point
-        passes untouched and does not count.
+        The client's connection is reset; the upstream connection is closed for writing after exactly
+        the bytes let through (the server sees the request end there) and its answer is dropped. A
+        request that ends before the cut point passes untouched and does not count.
 
         :param after_bytes: bytes of the request (head and body) forwarded before the cut; 0 cuts
             before anything, not even the head, goes through.
@@ -579,6 +580,17 @@ class CuttingProxy:
         _close_socket(connection.client, reset=reset)
         _close_socket(connection.upstream, reset=reset)
 
+    def _cut(self, connection: _Connection) -> None:
+        """Reset the client now; end the request stream to the server where it is, and let it answer into the void."""
+        connection.cut = True
+        _close_socket(connection.client, reset=True)
+        try:
+            assert connection.upstream is not None
+            connection.upstream.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._close(connection, reset=True)
+        # The answers thread reads the server's side until it closes, then closes the connection.
+
     def _relay(self, connection: _Connection) -> None:
         """Client to upstream, request by request; a second thread relays the answers."""
         try:
@@ -659,7 +671,7 @@ class CuttingProxy:
                 request.forwarded += len(head)
             with self._lock:
                 request.cut = True
-            self._close(connection, reset=True)
+            self._cut(connection)
             return False
         connection.upstream.sendall(data)
         request.forwarded += len(data)
@@ -677,6 +689,7 @@ class CuttingProxy:
                     # The server closed its side: pass the close on; the connection is over.
                     self._close(connection, reset=False)
                     return
-                connection.client.sendall(data)
+                if not connection.cut:
+                    connection.client.sendall(data)
         except OSError:
             self._close(connection, reset=True)
