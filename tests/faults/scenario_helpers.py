@@ -72,12 +72,19 @@ def export_kwargs(conn_id: str, bucket: str, **changes: Any) -> dict[str, Any]:
     return kwargs
 
 
-def write_scenario_dag(dag_id: str, operator_kwargs: dict[str, Any], *, params: dict[str, Any] | None = None) -> Path:
+# Hourly runs whose data interval is the hour before the logical date.
+HOURLY = 'CronDataIntervalTimetable("0 * * * *", timezone="UTC")'
+
+
+def write_scenario_dag(
+    dag_id: str, operator_kwargs: dict[str, Any], *, params: dict[str, Any] | None = None, schedule: str = HOURLY
+) -> Path:
     """
     A DAG file with one ``AuditLogsToS3Operator(task_id="export", **operator_kwargs)``, no retries, and
     :func:`record_failure` as its failure callback, in the test Airflow's DAG folder.
 
     :param params: the DAG's params, for templated arguments such as ``"{{ params.window_start }}"``.
+    :param schedule: the DAG's ``schedule`` as Python source, e.g. ``"None"`` for manual runs only.
     """
     path = Path(DAGS_FOLDER) / f"{dag_id}.py"
     path.write_text(
@@ -92,7 +99,7 @@ def write_scenario_dag(dag_id: str, operator_kwargs: dict[str, Any], *, params: 
 
             with DAG(
                 dag_id={dag_id!r},
-                schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
+                schedule={schedule},
                 start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
                 catchup=False,
                 params={params or {}!r},
@@ -111,12 +118,14 @@ def run_export(
     *,
     params: dict[str, Any] | None = None,
     run_conf: dict[str, Any] | None = None,
+    schedule: str = HOURLY,
 ) -> ExportRun:
     """
-    Write the scenario's DAG, run it once with ``dag.test()`` and remove the file again (every
+    Write the scenario's DAG (see :func:`write_scenario_dag`), run it once with ``dag.test()``, with
+    ``run_conf`` as the run's conf (it overrides params), and remove the file again (every
     ``dag.test()`` parses the whole DAG folder).
     """
-    path = write_scenario_dag(dag_id, operator_kwargs, params=params)
+    path = write_scenario_dag(dag_id, operator_kwargs, params=params, schedule=schedule)
     _failures.clear()
     started = time.monotonic()
     try:
