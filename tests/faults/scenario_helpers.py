@@ -14,7 +14,7 @@ import textwrap
 import time
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,6 @@ from airflow_provider_orchestrator_audit.timestamps import to_ticks
 from tests.conftest import DAGS_FOLDER
 from tests.integration.airflow_runs import load_dag, xcom_return_value
 
-UTC = timezone.utc
 # The shared local Orchestrator's 5,000 entries start at 2026-01-01T00:00Z, about one a second:
 # ten minutes hold some 600 entries, a handful of pages of 100.
 WINDOW = ("2026-01-01T00:10:00Z", "2026-01-01T00:20:00Z")
@@ -90,7 +89,7 @@ def write_scenario_dag(
     path.write_text(
         textwrap.dedent(
             f"""
-            from datetime import datetime, timezone
+            from datetime import UTC, datetime
 
             from airflow.sdk import DAG, CronDataIntervalTimetable
 

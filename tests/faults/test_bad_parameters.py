@@ -43,14 +43,18 @@ def nothing_was_asked(server) -> None:
         (
             {"window_start": WINDOW[1], "window_end": WINDOW[0]},
             WindowError,
-            "export: window_end 2026-01-01T00:10:00.0000000+00:00 is before window_start "
-            "2026-01-01T00:20:00.0000000+00:00; swap them, or check the templates that render them",
+            (
+                "export: window_end 2026-01-01T00:10:00.0000000+00:00 is before window_start "
+                "2026-01-01T00:20:00.0000000+00:00; swap them, or check the templates that render them"
+            ),
         ),
         (
             {"window_start": "31/01/2026 13:00"},
             WindowError,
-            "export: window_start: '31/01/2026 13:00' is not an ISO-8601 timestamp; expected e.g. "
-            "'2026-01-31T13:00:00Z'",
+            (
+                "export: window_start: '31/01/2026 13:00' is not an ISO-8601 timestamp; expected e.g. "
+                "'2026-01-31T13:00:00Z'"
+            ),
         ),
         (
             {"window_end": "2026-02-30T00:00:00Z"},

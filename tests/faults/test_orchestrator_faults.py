@@ -184,7 +184,9 @@ def test_a_401_in_the_middle_of_the_export_brings_one_new_token(orchestrator, or
 
 def test_a_wrong_client_secret_fails_before_any_audit_request(orchestrator, bucket, s3_server, monkeypatch):
     """``invalid_client`` from the identity server: the message says to check Login and Password."""
-    conn_id = set_connection(monkeypatch, "faults_wrong_secret", connection_with(orchestrator, password="not-it-at-all"))
+    conn_id = set_connection(
+        monkeypatch, "faults_wrong_secret", connection_with(orchestrator, password="not-it-at-all")
+    )
     run = run_export("faults_invalid_client", export_kwargs(conn_id, bucket))
     assert_failed_cleanly(
         run,
