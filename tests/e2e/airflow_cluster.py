@@ -1,0 +1,198 @@
+"""A real Airflow 3 on loopback (``airflow standalone``: api-server, scheduler, dag-processor, triggerer)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Self
+
+import httpx
+
+ADMIN_USER = "admin"
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now (below SeaweedFS's range)."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port < 55000:
+            return port
+    raise RuntimeError("no free loopback port below 55000")
+
+
+class AirflowCluster:
+    """
+    ``airflow standalone`` in a throw-away ``AIRFLOW_HOME``, started and stopped by the tests.
+
+    It runs the provider from this checkout (the interpreter running the tests), the LocalExecutor, a
+    SQLite database and the simple auth manager with one admin whose password the tests choose.
+
+    :param dag_files: DAG files copied into the DAG folder before the start.
+    :param env: extra environment for every Airflow process (connections, variables, settings).
+    :param startup_timeout: seconds to wait for the API server and the DAGs.
+    """
+
+    def __init__(self, dag_files: list[Path], env: Mapping[str, str], startup_timeout: float = 240.0) -> None:
+        self.home = Path(tempfile.mkdtemp(prefix="airflow-e2e-"))
+        self.dags_folder = self.home / "dags"
+        self.dags_folder.mkdir()
+        for path in dag_files:
+            shutil.copy(path, self.dags_folder / path.name)
+        self.port = free_port()
+        self.password = os.urandom(9).hex()
+        self._extra_env = dict(env)
+        self._startup_timeout = startup_timeout
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        """Everything the Airflow components printed, prefixed by component."""
+        return self.home / "standalone.log"
+
+    def environment(self) -> dict[str, str]:
+        """The environment of the Airflow processes: this test run's own Airflow settings left out."""
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_VAR_", "AIRFLOW_HOME"))
+        }
+        bin_dir = str(Path(sys.executable).parent)
+        passwords = self.home / "passwords.json"
+        passwords.write_text(json.dumps({ADMIN_USER: self.password}))
+        env.update(
+            {
+                "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
+                "AIRFLOW_HOME": str(self.home),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__PARALLELISM": "4",
+                "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+                "AIRFLOW__API__HOST": "127.0.0.1",
+                "AIRFLOW__API__PORT": str(self.port),
+                "AIRFLOW__API__BASE_URL": self.url,
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
+                # Only what a user starts runs: no scheduled run of the current hour next to a backfill.
+                "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+                "AIRFLOW__SCHEDULER__DAG_DIR_LIST_INTERVAL": "5",
+            }
+        )
+        env.update(self._extra_env)
+        return env
+
+    def start(self) -> Self:
+        self._log = self.log_path.open("wb")
+        self._process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "airflow"), "standalone"],
+            env=self.environment(),
+            cwd=self.home,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # one process group: stop() ends every component it spawned
+        )
+        try:
+            self._wait_until_healthy()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_until_healthy(self) -> None:
+        deadline = time.monotonic() + self._startup_timeout
+        components = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+        status: dict = {}
+        while time.monotonic() < deadline:
+            assert self._process is not None
+            if self._process.poll() is not None:
+                raise RuntimeError(f"airflow standalone exited with {self._process.returncode}:\n{self.log_tail()}")
+            try:
+                status = httpx.get(f"{self.url}/api/v2/monitor/health", timeout=5).json()
+            except (httpx.HTTPError, ValueError):
+                status = {}
+            if all((status.get(name) or {}).get("status") == "healthy" for name in components):
+                return
+            time.sleep(1)
+        raise TimeoutError(f"Airflow was not healthy within {self._startup_timeout:.0f} s ({status}):\n{self.log_tail()}")
+
+    def token(self) -> str:
+        """A JWT for the public REST API, as the admin."""
+        answer = httpx.post(
+            f"{self.url}/auth/token", json={"username": ADMIN_USER, "password": self.password}, timeout=30
+        )
+        answer.raise_for_status()
+        return answer.json()["access_token"]
+
+    def api(self, path: str) -> dict:
+        """GET ``/api/v2/{path}`` as the admin."""
+        answer = httpx.get(
+            f"{self.url}/api/v2/{path}", headers={"Authorization": f"Bearer {self.token()}"}, timeout=30
+        )
+        answer.raise_for_status()
+        return answer.json()
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 120.0) -> None:
+        """Wait until the dag-processor has parsed ``dag_id`` into the database."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                self.api(f"dags/{dag_id}")
+                return
+            except httpx.HTTPStatusError as error:
+                if error.response.status_code != 404:
+                    raise
+            time.sleep(1)
+        raise TimeoutError(f"DAG {dag_id!r} was not parsed within {timeout:.0f} s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 60) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+                try:
+                    os.killpg(self._process.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    self._process.wait(timeout=wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        # Components in the group may outlive the standalone parent for a moment.
+        if self._process is not None:
+            try:
+                os.killpg(self._process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self._process = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def remove(self) -> None:
+        shutil.rmtree(self.home, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

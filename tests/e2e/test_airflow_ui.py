@@ -1,0 +1,202 @@
+"""
+What users do in the Airflow UI, done in a real browser against a real Airflow 3.
+
+``airflow standalone`` (api-server, scheduler, dag-processor, triggerer) runs the example export DAG;
+the local Orchestrator and SeaweedFS stand in for UiPath and S3; Debian's Chromium, driven by
+Playwright, creates the connection through the form, presses Test, and starts a backfill over three
+hours. Screenshots land in ``test-artifacts/airflow-ui/``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_orchestrator_audit.testing import AuditDataset, LocalOrchestratorServer
+from tests.e2e.airflow_cluster import ADMIN_USER, AirflowCluster
+from tests.e2e.browser import CHROMIUM_ARGS, chromium_path, pick_datetime, screenshot, sign_in
+from tests.integration.test_export import canonical, expected_lines, read_objects
+
+pytestmark = pytest.mark.timeout(900)
+
+EXAMPLE_DAG = Path(__file__).resolve().parents[2] / "example_dags" / "example_orchestrator_audit_to_s3.py"
+DAG_ID = "example_orchestrator_audit_to_s3"
+CONN_ID = "orchestrator_audit_default"
+# Four hours of entries from 2026-01-01T00:00Z (3,600 an hour), ties and unicode included.
+HOURS = 4
+CLIENT_SECRET = f"ui-secret-{uuid.uuid4().hex}"
+FORM_LABELS = ("Base URL", "Port", "Client ID", "Client secret")
+EXTRA_LABELS = ("Organization", "Scope", "Token URL", "Personal access token", "Verify TLS", "Timeout (seconds)")
+
+
+@pytest.fixture(scope="module")
+def orchestrator() -> Iterator[LocalOrchestratorServer]:
+    dataset = AuditDataset(size=HOURS * 3600, seed=11)
+    with LocalOrchestratorServer(dataset, client_secret=CLIENT_SECRET) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def export_bucket(s3_server) -> str:
+    name = f"airflow-ui-{uuid.uuid4().hex[:8]}"
+    s3_server.create_bucket(name)
+    return name
+
+
+@pytest.fixture(scope="module")
+def airflow(orchestrator, s3_server, export_bucket) -> Iterator[AirflowCluster]:
+    env = {
+        **s3_server.airflow_connection_env("aws_default"),
+        "AIRFLOW_VAR_ORCHESTRATOR_AUDIT_BUCKET": export_bucket,
+    }
+    cluster = AirflowCluster([EXAMPLE_DAG], env)
+    with cluster:
+        cluster.wait_for_dag(DAG_ID)
+        yield cluster
+    cluster.remove()
+
+
+@pytest.fixture(scope="module")
+def page(airflow) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(30_000)
+            sign_in(page, airflow.url, ADMIN_USER, airflow.password)
+            yield page
+        finally:
+            browser.close()
+
+
+def create_connection_in_form(page: Any, airflow: AirflowCluster, orchestrator: LocalOrchestratorServer) -> None:
+    """Admin -> Connections -> Add Connection, filled in as the README tells users."""
+    page.goto(f"{airflow.url}/connections")
+    page.get_by_role("button", name="Add Connection").first.click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Connection ID").fill(CONN_ID)
+    dialog.get_by_role("combobox").fill("UiPath")
+    page.get_by_role("option", name="UiPath Orchestrator Audit").click()
+
+    for label in FORM_LABELS:
+        assert dialog.get_by_label(label, exact=True).is_visible(), f"no field labelled {label!r}"
+    dialog.get_by_label("Base URL").fill("http://127.0.0.1")
+    dialog.get_by_label("Port").fill(str(orchestrator.port))
+    dialog.get_by_label("Client ID").fill(orchestrator.client_id)
+    secret = dialog.get_by_label("Client secret")
+    secret.fill(CLIENT_SECRET)
+    assert secret.get_attribute("type") == "password", "the client secret must be masked while typed"
+    screenshot(page, "connection-form")
+
+    dialog.get_by_role("button", name="Extra Fields", exact=True).click()
+    for label in EXTRA_LABELS:
+        assert dialog.get_by_text(label, exact=True).is_visible(), f"no extra field labelled {label!r}"
+    assert dialog.locator("[name=element_access_token]").get_attribute("type") == "password"
+    dialog.locator("[name=element_organization]").fill(orchestrator.organization)
+    screenshot(page, "connection-form-extras")
+
+    dialog.get_by_role("button", name="Save").click()
+    page.get_by_role("row", name=CONN_ID).wait_for()
+
+
+def test_the_connection_form_saves_a_masked_secret_and_test_succeeds(page, airflow, orchestrator):
+    create_connection_in_form(page, airflow, orchestrator)
+
+    row = page.get_by_role("row", name=CONN_ID)
+    assert "UiPath" in row.inner_text() or "orchestrator_audit" in row.inner_text()
+    assert CLIENT_SECRET not in page.content()
+    with page.expect_response(re.compile(r"/api/v2/connections/test$")) as answer:
+        row.get_by_role("button", name="Test Connection").click()
+    result = answer.value.json()
+    expected = f"Connected to organization 'acme' at {orchestrator.url}: {HOURS * 3600} audit entries"
+    assert result == {"status": True, "message": expected}
+    page.get_by_text("Test Connection Successful").wait_for()
+    page.get_by_text(expected).wait_for()
+    screenshot(page, "connection-test-succeeded")
+
+    # Editing shows the secret masked, never its value.
+    row.get_by_role("button", name="Edit Connection").click()
+    dialog = page.get_by_role("dialog")
+    shown = dialog.get_by_label("Client secret").input_value()
+    assert shown != CLIENT_SECRET and CLIENT_SECRET not in page.content()
+    dialog.get_by_role("button", name="Close").click()
+
+
+def wait_for_runs(airflow: AirflowCluster, count: int, timeout: float = 420.0) -> list[dict]:
+    """Wait until ``count`` runs of the DAG succeeded; fail at once, with the log, if one fails."""
+    deadline = time.monotonic() + timeout
+    runs: list[dict] = []
+    while time.monotonic() < deadline:
+        runs = airflow.api(f"dags/{DAG_ID}/dagRuns?order_by=logical_date")["dag_runs"]
+        states = [run["state"] for run in runs]
+        assert "failed" not in states, f"a backfill run failed: {runs}\n{airflow.log_tail(120)}"
+        if states.count("success") >= count:
+            return runs
+        time.sleep(2)
+    raise TimeoutError(f"runs after {timeout:.0f} s: {[(r['run_id'], r['state']) for r in runs]}")
+
+
+def wait_for_backfill_to_complete(airflow: AirflowCluster, timeout: float = 60.0) -> None:
+    """The scheduler marks a backfill complete a moment after its last run (the UI's banner goes then)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        backfills = airflow.api(f"backfills?dag_id={DAG_ID}")["backfills"]
+        if backfills and all(backfill["completed_at"] for backfill in backfills):
+            return
+        time.sleep(1)
+    raise TimeoutError(f"the backfill was not marked complete within {timeout:.0f} s")
+
+
+def test_a_backfill_of_three_hours_started_in_the_ui_exports_each_hour_once(
+    page, airflow, orchestrator, s3_server, export_bucket
+):
+    if not any(row["connection_id"] == CONN_ID for row in airflow.api("connections")["connections"]):
+        create_connection_in_form(page, airflow, orchestrator)
+
+    page.goto(f"{airflow.url}/dags/{DAG_ID}")
+    page.get_by_role("button", name="Trigger").first.click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text("Backfill", exact=True).click()
+    # Logical dates are the hours' starts: 00:00, 01:00 and 02:00 export [00:00, 03:00).
+    pick_datetime(page, dialog, 0, "2026/01/01", "00:00")
+    pick_datetime(page, dialog, 1, "2026/01/01", "02:00")
+    dialog.get_by_text("3 runs will be triggered").wait_for()
+    dialog.get_by_role("spinbutton").fill("3")  # Max Active Runs: the hours are independent
+    dialog.get_by_role("button", name="Run Backfill").click()
+    dialog.wait_for(state="hidden")
+
+    runs = wait_for_runs(airflow, 3)
+    assert sorted(run["logical_date"][:19] for run in runs) == [
+        "2026-01-01T00:00:00",
+        "2026-01-01T01:00:00",
+        "2026-01-01T02:00:00",
+    ]
+    assert all(run["run_type"] == "backfill" for run in runs)
+
+    wait_for_backfill_to_complete(airflow)
+    page.goto(f"{airflow.url}/dags/{DAG_ID}")
+    page.get_by_text("export_audit_logs").first.wait_for()
+    page.wait_for_timeout(1500)  # the grid's run bars animate in
+    screenshot(page, "dag-grid-after-backfill")
+
+    objects = read_objects(s3_server, export_bucket)
+    prefix = "orchestrator-audit/organization=acme/dt=2026-01-01"
+    assert sorted(objects) == [
+        f"{prefix}/hour=00/20260101T000000Z_20260101T010000Z.jsonl.gz",
+        f"{prefix}/hour=01/20260101T010000Z_20260101T020000Z.jsonl.gz",
+        f"{prefix}/hour=02/20260101T020000Z_20260101T030000Z.jsonl.gz",
+    ]
+    for hour in range(3):
+        key = f"{prefix}/hour={hour:02d}/20260101T{hour:02d}0000Z_20260101T{hour + 1:02d}0000Z.jsonl.gz"
+        expected = expected_lines(orchestrator, f"2026-01-01T{hour:02d}:00:00Z", f"2026-01-01T{hour + 1:02d}:00:00Z")
+        assert len(expected) > 3000
+        assert canonical(json.loads(line) for line in objects[key]) == canonical(expected), key
