@@ -89,7 +89,7 @@ def write_scenario_dag(
     path.write_text(
         textwrap.dedent(
             f"""
-            from datetime import UTC, datetime
+            from datetime import datetime, timezone
 
             from airflow.sdk import DAG, CronDataIntervalTimetable
 
