@@ -119,7 +119,9 @@ class OrchestratorAuditHook(BaseHook):
             with client:
                 page = client.get_audit_logs(top=1)
         except (OrchestratorAuditError, ValueError) as error:
-            return False, str(error)
+            # The form tests a copy of the connection under a random id: naming it would only confuse.
+            message = str(error).removeprefix(f"Connection {self.orchestrator_conn_id!r}: ")
+            return False, message[:1].upper() + message[1:]
         settings = self.settings
         return True, (
             f"Connected to organization {settings.organization!r} at {settings.base_url}: "

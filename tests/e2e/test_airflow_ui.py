@@ -131,6 +131,35 @@ def test_the_connection_form_saves_a_masked_secret_and_test_succeeds(page, airfl
     dialog.get_by_role("button", name="Close").click()
 
 
+def test_test_with_a_wrong_secret_says_what_to_fix_without_showing_it(page, airflow, orchestrator):
+    wrong_secret = f"wrong-{uuid.uuid4().hex}"
+    airflow.api_post(
+        "connections",
+        {
+            "connection_id": "orchestrator_wrong_secret",
+            "conn_type": "orchestrator_audit",
+            "host": "http://127.0.0.1",
+            "port": orchestrator.port,
+            "login": orchestrator.client_id,
+            "password": wrong_secret,
+            "extra": json.dumps({"organization": orchestrator.organization}),
+        },
+    )
+    page.goto(f"{airflow.url}/connections")
+    row = page.get_by_role("row", name="orchestrator_wrong_secret")
+    with page.expect_response(re.compile(r"/api/v2/connections/test$")) as answer:
+        row.get_by_role("button", name="Test Connection").click()
+    result = answer.value.json()
+    assert result["status"] is False
+    message = result["message"]
+    assert message.startswith("The identity server at ") and "invalid_client" in message, message
+    assert "Password (client secret)" in message, message
+    page.get_by_text("Test Connection Failed").wait_for()
+    page.get_by_text("invalid_client").first.wait_for()
+    assert wrong_secret not in result["message"] and wrong_secret not in page.content()
+    screenshot(page, "connection-test-failed")
+
+
 def wait_for_runs(airflow: AirflowCluster, count: int, timeout: float = 420.0) -> list[dict]:
     """Wait until ``count`` runs of the DAG succeeded; fail at once, with the log, if one fails."""
     deadline = time.monotonic() + timeout
