@@ -128,25 +128,36 @@ class S3Publisher:
             written = list(dict.fromkeys([*(streamed.completing if streamed is not None else []), *uploaded]))
             created = [object_key for object_key in written if object_key not in previous]
             kept = self._delete(created, quiet=True)
+            # An earlier run's object under the same key is left as it is, or as this run replaced it.
+            replaced = [object_key for object_key in written if object_key in previous]
             if isinstance(error, AuditExportError):  # a streamed upload failed; its message says which
                 problem = str(error)
             else:
                 failed = next((object_key for object_key in keys if object_key not in uploaded), keys[-1])
                 problem = f"Writing s3://{self.bucket}/{failed} failed: {reason(error)}."
+            outcome = []
             if kept:
-                outcome = (
-                    f"The objects {', '.join(f's3://{self.bucket}/{k}' for k in kept)} of this run were written but "
-                    "could not be removed again: they do not hold the whole window until the rerun rewrites them."
+                outcome.append(
+                    f"Removing what this run had made visible failed too: {self._uris(kept)} may be visible "
+                    "without the rest of the window."
                 )
-            else:
-                outcome = "Nothing of this run is visible in the bucket."
-            raise AuditExportError(f"{problem} {outcome} {advice}") from None
+            if replaced:
+                outcome.append(
+                    f"The earlier run's objects stay, but this run may have replaced {self._uris(replaced)} before "
+                    "failing; until the rerun they may mix both runs."
+                )
+            if not outcome:
+                outcome.append("Nothing of this run is visible in the bucket.")
+            raise AuditExportError(" ".join([problem, *outcome, advice])) from None
         stale = sorted(previous - set(keys))
         if stale:
             log.info("Removing %d object(s) of an earlier run of this window: %s", len(stale), stale)
             self._delete(stale, quiet=False)
         self._abort_unfinished(key)
         return [f"s3://{self.bucket}/{object_key}" for object_key in keys]
+
+    def _uris(self, keys: list[str]) -> str:
+        return ", ".join(f"s3://{self.bucket}/{object_key}" for object_key in keys)
 
     def _abort_unfinished(self, key: str) -> None:
         """Abort the multipart uploads of this window's keys that an earlier, failed run left behind."""

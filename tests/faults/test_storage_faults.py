@@ -339,12 +339,18 @@ def test_a_split_window_whose_second_object_fails_shows_no_first_object(
     """
     A window split into two objects of more than 5 MiB each: the first completes, the second's
     completion is cut on every attempt. The first object, already visible, is removed again, so a failed
-    run never leaves half a window that looks like a finished export.
+    run never leaves half a window that looks like a finished export. Once an export exists, the same
+    failure in a rerun leaves the earlier export whole (its first object replaced by identical content),
+    and the message names the objects the failed rerun may have replaced.
     """
+
+    def cut_second_completion() -> None:
+        proxy.cut_after(
+            10, operations={"CompleteMultipartUpload"}, match=lambda head: ".part-00001." in head.path, body_only=True
+        )
+
     use_s3(monkeypatch, storage, proxy.url)
-    proxy.cut_after(
-        10, operations={"CompleteMultipartUpload"}, match=lambda head: ".part-00001." in head.path, body_only=True
-    )
+    cut_second_completion()
     with pytest.raises(AuditExportError) as failure:
         export(bucket, max_records_per_file=ENTRIES_PER_HOUR // 2)
     message = str(failure.value)
@@ -359,6 +365,15 @@ def test_a_split_window_whose_second_object_fails_shows_no_first_object(
     result = export(bucket, max_records_per_file=ENTRIES_PER_HOUR // 2)
     keys = ["w.part-00000.jsonl", "w.part-00001.jsonl"]
     assert result["objects"] == [f"s3://{bucket}/{key}" for key in keys]
+    assert_exact(storage, bucket, orchestrator_source, HOUR, keys)
+
+    cut_second_completion()
+    with pytest.raises(AuditExportError) as failure:
+        export(bucket, max_records_per_file=ENTRIES_PER_HOUR // 2)
+    assert str(failure.value).endswith(
+        f" The earlier run's objects stay, but this run may have replaced s3://{bucket}/w.part-00000.jsonl, "
+        f"s3://{bucket}/w.part-00001.jsonl before failing; until the rerun they may mix both runs. {advice(proxy.url)}"
+    ), str(failure.value)
     assert_exact(storage, bucket, orchestrator_source, HOUR, keys)
 
 
