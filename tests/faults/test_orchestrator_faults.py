@@ -138,8 +138,9 @@ def test_connection_resets_and_read_timeouts_are_retried(orchestrator, bucket, s
 
 
 def test_an_identity_server_outage_at_the_start_is_retried(orchestrator, orchestrator_conn, bucket, s3_server):
-    """The token endpoint answering 503 twice delays the export; it does not fail it."""
-    orchestrator.faults.push(Fault.server_error(503), endpoint="token", times=2)
+    """The token endpoint answering 503 twice (``Retry-After: 0``) delays the export; it does not fail it."""
+    unavailable = Fault.status(503, "<html><h1>503 Service Unavailable</h1></html>", {"Retry-After": "0"}, "text/html")
+    orchestrator.faults.push(unavailable, endpoint="token", times=2)
     run = run_export("faults_token_outage", export_kwargs(orchestrator_conn, bucket))
     assert_exact_export(run, orchestrator, s3_server, bucket)
     assert orchestrator.stats.token_requests == 3
@@ -152,11 +153,11 @@ def test_tokens_that_expire_in_the_middle_of_the_export_are_replaced(
     orchestrator, orchestrator_conn, bucket, s3_server
 ):
     """
-    Tokens that the server stops accepting before the client expects (0.6 s of life, announced as
+    Tokens that the server stops accepting long before the client expects (0.3 s of life, announced as
     ``expires_in: 1``) expire again and again while the export pages: each 401 brings one new token and
     one more try, and the output is still exact.
     """
-    orchestrator.token_lifetime_seconds = 0.6
+    orchestrator.token_lifetime_seconds = 0.3
     orchestrator.latency_seconds = 0.05  # the export lasts a few token lifetimes
     run = run_export("faults_token_expiry", export_kwargs(orchestrator_conn, bucket, page_size=50, max_concurrency=2))
     assert_exact_export(run, orchestrator, s3_server, bucket)
