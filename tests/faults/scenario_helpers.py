@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_orchestrator_audit.testing import Fault
 from airflow_provider_orchestrator_audit.timestamps import to_ticks
 from tests.conftest import DAGS_FOLDER
 from tests.integration.airflow_runs import load_dag, xcom_return_value
@@ -29,7 +30,20 @@ KEY = "audit/window.jsonl"
 # Any date: the scenarios give the window explicitly (or through params), not through the run's interval.
 LOGICAL_DATE = datetime(2026, 3, 1, tzinfo=UTC)
 
+# A fault-free export of WINDOW with export_kwargs() takes 15 audit requests: 8 one-entry probes locate
+# its edges (two searches at once), then 7 pages of 100 (the first alone, the rest 4 at a time).
+PROBES = 8
+FAULT_FREE_REQUESTS = 15
+
 _failures: list[BaseException] = []
+
+
+def let_through(server: Any, requests: int) -> None:
+    """
+    Serve the next ``requests`` audit requests normally: faults queued after this land on the requests
+    that follow, wherever the export is by then.
+    """
+    server.faults.push(Fault.stall(0), times=requests)
 
 
 def record_failure(context: Any) -> None:

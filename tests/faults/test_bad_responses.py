@@ -22,14 +22,17 @@ import pytest
 
 from airflow_provider_orchestrator_audit.exceptions import OrchestratorResponseError
 from airflow_provider_orchestrator_audit.testing import Fault
-from tests.faults.scenario_helpers import assert_exact_export, assert_failed_cleanly, export_kwargs, run_export
+from tests.faults.scenario_helpers import (
+    FAULT_FREE_REQUESTS,
+    PROBES,
+    assert_exact_export,
+    assert_failed_cleanly,
+    export_kwargs,
+    let_through,
+    run_export,
+)
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
-
-# A fault-free export of the scenario window takes 15 audit requests: 8 probes, then 7 pages.
-FAULT_FREE_REQUESTS = 15
-PROBES = 8
-ANSWERED = Fault.stall(0)
 
 
 def test_one_broken_answer_of_each_kind_is_retried_and_the_output_is_exact(
@@ -41,7 +44,7 @@ def test_one_broken_answer_of_each_kind_is_retried_and_the_output_is_exact(
     """
     orchestrator.faults.push(Fault.malformed_json(), endpoint="token")
     for fault in (Fault.truncated(), Fault.malformed_json(), Fault.non_utf8()):
-        orchestrator.faults.push(ANSWERED, times=4)
+        let_through(orchestrator, 4)
         orchestrator.faults.push(fault)
     run = run_export("bad_bodies_once", export_kwargs(orchestrator_conn, bucket))
     assert_exact_export(run, orchestrator, s3_server, bucket)
@@ -62,7 +65,7 @@ def test_pages_that_stay_broken_fail_after_three_attempts(
     orchestrator, orchestrator_conn, bucket, s3_server, fault, problem
 ):
     """A page that is broken on every attempt fails the task after 3 attempts; what was read is not published."""
-    orchestrator.faults.push(ANSWERED, times=PROBES + 1)
+    let_through(orchestrator, PROBES + 1)
     orchestrator.faults.push(fault, times=100)
     run = run_export(f"bad_bodies_persistent_{fault.kind}", export_kwargs(orchestrator_conn, bucket))
     message = assert_failed_cleanly(
@@ -102,7 +105,7 @@ def test_a_well_formed_wrong_answer_fails_at_once(
     One well-formed answer of the wrong shape in the middle of the export fails the task without asking
     again, and nothing is written.
     """
-    orchestrator.faults.push(ANSWERED, times=PROBES + 1)
+    let_through(orchestrator, PROBES + 1)
     orchestrator.faults.push(fault)
     run = run_export(f"bad_bodies_{fault.kind}", export_kwargs(orchestrator_conn, bucket))
     message = assert_failed_cleanly(

@@ -15,26 +15,16 @@ from airflow_provider_orchestrator_audit.exceptions import OrchestratorAuthError
 from airflow_provider_orchestrator_audit.testing import Fault
 from tests.conftest import set_connection
 from tests.faults.scenario_helpers import (
+    PROBES,
     assert_exact_export,
     assert_failed_cleanly,
     connection_with,
     export_kwargs,
+    let_through,
     run_export,
 )
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
-
-# A fault-free export of the scenario window takes 15 audit requests: 8 one-entry probes locate its
-# edges (two searches at once), then 7 pages of 100 (the first alone, the rest 4 at a time). Faults
-# queued behind ``let_through(n)`` land on the requests that follow the first n, wherever they are.
-ANSWERED = Fault.stall(0)
-PROBES = 8
-
-
-def let_through(server, requests: int) -> None:
-    """Serve the next ``requests`` audit requests normally, before any fault queued after this."""
-    server.faults.push(ANSWERED, times=requests)
-
 
 # --- throttling ----------------------------------------------------------------------------------------
 
@@ -165,21 +155,6 @@ def test_tokens_that_expire_in_the_middle_of_the_export_are_replaced(
     assert orchestrator.stats.token_requests >= 2
 
 
-def test_a_401_in_the_middle_of_the_export_brings_one_new_token(orchestrator, orchestrator_conn, bucket, s3_server):
-    """A token revoked mid-export (401 with an ``invalid_token`` challenge) is replaced once; nothing is lost."""
-    let_through(orchestrator, 10)
-    expired = Fault.status(
-        401,
-        '{"error": "invalid_token", "error_description": "the access token expired"}',
-        headers={"WWW-Authenticate": 'Bearer error="invalid_token", error_description="the access token expired"'},
-    )
-    orchestrator.faults.push(expired)
-    run = run_export("faults_401_mid_export", export_kwargs(orchestrator_conn, bucket))
-    assert_exact_export(run, orchestrator, s3_server, bucket)
-    assert orchestrator.stats.responses_by_status[401] == 1
-    assert orchestrator.stats.token_requests == 2
-
-
 # --- refused credentials ---------------------------------------------------------------------------------
 
 
@@ -233,16 +208,3 @@ def test_a_token_without_audit_permission_gets_403(orchestrator, bucket, s3_serv
         "answered HTTP 403 (error code: insufficient_scope)",
         "grant the external application the scope PM.Audit.Read (asked for: 'OR.Robots.Read')",
     )
-
-
-def test_permission_withdrawn_in_the_middle_of_the_export_writes_nothing(
-    orchestrator, orchestrator_conn, bucket, s3_server
-):
-    """A 403 after pages were already read fails the task at once; what was read is not published."""
-    let_through(orchestrator, PROBES + 2)
-    orchestrator.faults.push(Fault.status(403, '{"error": "forbidden"}'))
-    run = run_export("faults_403_mid_export", export_kwargs(orchestrator_conn, bucket))
-    assert_failed_cleanly(
-        run, s3_server, bucket, OrchestratorAuthError, "answered HTTP 403 (error code: forbidden)", "Audit View"
-    )
-    assert orchestrator.stats.audit_requests > PROBES + 2

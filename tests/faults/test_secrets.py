@@ -33,17 +33,18 @@ from airflow_provider_orchestrator_audit.exceptions import (
 from airflow_provider_orchestrator_audit.testing import Fault
 from tests.conftest import set_connection
 from tests.faults.scenario_helpers import (
+    PROBES,
     ExportRun,
     assert_exact_export,
     assert_failed_cleanly,
     connection_with,
     export_kwargs,
+    let_through,
     run_export,
 )
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
-PROBES = 8
 # dag.test()'s in-process supervisor logs, at DEBUG, every message the task sends it, including the value
 # of each MaskSecret (a worker's real supervisor leaves that body out: "Received message from task runner
 # (body omitted)"). That line is Airflow's, exists only under dag.test(), and is left out of the search.
@@ -163,16 +164,17 @@ def test_client_credentials_and_every_token_issued_stay_out_of_the_logs(
     orchestrator, bucket, s3_server, monkeypatch, task_logs, client_secret
 ):
     """
-    A successful export whose token is refused mid-way (so a second one is fetched): the client secret
-    and both tokens are in no log line, and the masker knows all three.
+    A successful export whose token is refused mid-way (401 with ``invalid_token``): exactly one new
+    token is fetched and the request tried once more, the object is exact, the client secret and both
+    tokens are in no log line, and the masker knows all three.
     """
     conn_id = set_connection(monkeypatch, "secrets_client", orchestrator.airflow_connection())
-    orchestrator.faults.push(Fault.stall(0), times=PROBES + 2)
+    let_through(orchestrator, PROBES + 2)
     orchestrator.faults.push(Fault.status(401, '{"error": "invalid_token"}'))
     run = run_and_check("secrets_success", conn_id, bucket, task_logs)
     assert_exact_export(run, orchestrator, s3_server, bucket)
     tokens = list(orchestrator.issued_tokens)
-    assert len(tokens) == 2
+    assert len(tokens) == 2 and orchestrator.stats.responses_by_status[401] == 1
     assert_never_shown([client_secret, *tokens], task_logs, run)
     assert "answered 401; requesting a new access token" in task_logs.records  # the provider's own lines are seen
     assert f"Wrote {run.result['records']} records" in task_logs.rendered
@@ -208,12 +210,24 @@ def test_a_wrong_client_secret_is_not_repeated_anywhere(
 
 
 def test_a_403_does_not_show_the_token(orchestrator, bucket, s3_server, monkeypatch, task_logs, client_secret):
-    """The audit API refuses the token with 403 in the middle of the export: neither token nor secret is shown."""
+    """
+    The permission is withdrawn in the middle of the export (403 after pages were read): the task fails
+    at once saying which permission is missing, publishes nothing, and shows neither token nor secret.
+    """
     conn_id = set_connection(monkeypatch, "secrets_forbidden", orchestrator.airflow_connection())
-    orchestrator.faults.push(Fault.stall(0), times=PROBES + 2)
+    let_through(orchestrator, PROBES + 2)
     orchestrator.faults.push(Fault.status(403, '{"error": "forbidden"}'))
     run = run_and_check("secrets_403", conn_id, bucket, task_logs)
-    message = assert_failed_cleanly(run, s3_server, bucket, OrchestratorAuthError, "answered HTTP 403")
+    message = assert_failed_cleanly(
+        run,
+        s3_server,
+        bucket,
+        OrchestratorAuthError,
+        f"GET {orchestrator.audit_url}?",
+        "answered HTTP 403 (error code: forbidden): the credentials lack permission to read audit logs",
+        "Audit View permission",
+    )
+    assert orchestrator.stats.audit_requests > PROBES + 2
     (token,) = orchestrator.issued_tokens
     assert_never_shown([client_secret, token], task_logs, run)
     assert message in task_logs.rendered
