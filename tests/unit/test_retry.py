@@ -45,3 +45,5 @@ def test_attempts_and_time_are_bounded():
 def test_invalid_policy():
     with pytest.raises(ValueError, match="max_attempts"):
         RetryPolicy(max_attempts=0)
+    with pytest.raises(ValueError, match="max_damaged_body_attempts"):
+        RetryPolicy(max_damaged_body_attempts=0)
