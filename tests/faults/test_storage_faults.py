@@ -191,7 +191,7 @@ def test_s3_down_before_the_export_fails_before_reading(
 def test_s3_dies_mid_export_after_a_part_went_up(storage, orchestrator_source, bucket, monkeypatch, caplog, capfd):
     """
     SeaweedFS is killed the moment the exporter starts sending the second 5 MiB part of the window (the
-    first is stored by then), while the window is still being read, and the endpoint refuses connections
+    first is stored by then; the window may still be being read), and the endpoint refuses connections
     from then on. The task fails naming the object, the part and the endpoint; no object is visible. The
     upload cannot be aborted while S3 is down, so exactly that invisible upload remains, and the message
     says so and what removes it; the rerun after recovery writes the exact window and aborts it.
@@ -233,7 +233,9 @@ def test_s3_dies_mid_export_after_a_part_went_up(storage, orchestrator_source, b
             r"export of this window aborts it \(as would a lifecycle rule with AbortIncompleteMultipartUpload\)\.",
             message,
         ), message
-        assert_no_secrets(message + caplog.text + "".join(capfd.readouterr()))
+        logs = caplog.text + "".join(capfd.readouterr())
+        assert "Could not abort the unfinished multipart upload of s3://" in logs  # the warning was captured
+        assert_no_secrets(message + logs)
         assert storage.list_keys(bucket) == []
         assert open_uploads(storage, bucket) == ["w.jsonl"]  # the one the message names, invisible
 
@@ -322,9 +324,7 @@ def test_a_cut_completion_leaves_nothing(storage, orchestrator_source, proxy, bu
         f"Writing s3://{bucket}/w.jsonl failed, completing its multipart upload: ConnectionClosedError: "
     ), message
     assert message.endswith(" Nothing of this run is visible in the bucket. " + advice(proxy.url)), message
-    assert proxy.operations(cut=True) == ["CompleteMultipartUpload"] * ATTEMPTS, [
-        (r.operation, r.head.target[-40:], r.forwarded, r.length, r.cut) for r in proxy.requests
-    ]
+    assert proxy.operations(cut=True) == ["CompleteMultipartUpload"] * ATTEMPTS
     assert proxy.operations().count("UploadPart") == 3  # 13 MiB: two 5 MiB parts and the tail
     assert_nothing_written(storage, bucket)
 
