@@ -147,6 +147,7 @@ def test_twenty_hours_under_faults_hold_every_entry_exactly_once(
         set_connection(monkeypatch, CONN_ID, source.airflow_connection())
         monkeypatch.setenv("AIRFLOW_VAR_SOAK_BUCKET", bucket)
         path = write_soak_dag()
+        request.addfinalizer(lambda: path.unlink(missing_ok=True))  # later DagBag parses need not import it
         dag = load_dag(path, DAG_ID)
         _retried.clear()
 
