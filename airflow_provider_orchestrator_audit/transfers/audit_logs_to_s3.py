@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_orchestrator_audit.client.retry import RetryPolicy
 from airflow_provider_orchestrator_audit.exceptions import AuditExportError, OrchestratorConfigError
 from airflow_provider_orchestrator_audit.export._s3_errors import unaborted_note
 from airflow_provider_orchestrator_audit.export.keys import DEFAULT_PREFIX, default_key
@@ -31,6 +32,20 @@ _MANUAL_RUN_ADVICE = (
     "set window_start and window_end on the operator (ISO-8601, e.g. '2026-01-31T13:00:00Z'; templates such as "
     "'{{ params.window_start }}' work), or trigger the DAG with a data interval (a scheduled run or a backfill)"
 )
+
+
+def _retry_policy(task_id: str, value: RetryPolicy | Mapping[str, Any] | None) -> RetryPolicy:
+    """The operator's ``retry_policy`` argument as a policy; a bad one fails the DAG's import, naming the task."""
+    if value is None:
+        return RetryPolicy()
+    if isinstance(value, RetryPolicy):
+        return value
+    if isinstance(value, Mapping):
+        try:
+            return RetryPolicy(**value)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{task_id}: retry_policy {dict(value)!r} is not usable: {error}") from None
+    raise ValueError(f"{task_id}: retry_policy must be a RetryPolicy, a dict of its fields or None, got {value!r}")
 
 
 class AuditLogsToS3Operator(BaseOperator):
@@ -62,6 +77,10 @@ class AuditLogsToS3Operator(BaseOperator):
     :param max_records_per_file: split the window into parts of at most this many records.
     :param s3_prefix: the first part of the default key. (templated)
     :param language: the ``language`` query parameter, e.g. ``en``.
+    :param retry_policy: how each request to Orchestrator is retried (429, 5xx, resets, timeouts, garbled
+        bodies): a :class:`~airflow_provider_orchestrator_audit.client.retry.RetryPolicy` or a dict of its
+        fields, e.g. ``{"max_attempts": 4, "max_elapsed": 120}``. Default: ``RetryPolicy()``, up to 8
+        attempts within 10 minutes; lower it where Airflow's own task retries should take over sooner.
     """
 
     template_fields: Sequence[str] = ("s3_bucket", "s3_key", "window_start", "window_end", "s3_prefix")
@@ -82,6 +101,7 @@ class AuditLogsToS3Operator(BaseOperator):
         max_records_per_file: int | None = None,
         s3_prefix: str = DEFAULT_PREFIX,
         language: str | None = None,
+        retry_policy: RetryPolicy | Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -105,12 +125,15 @@ class AuditLogsToS3Operator(BaseOperator):
         self.max_records_per_file = max_records_per_file
         self.s3_prefix = s3_prefix
         self.language = language
+        self.retry_policy = _retry_policy(self.task_id, retry_policy)
         self._written: list[str] = []
 
     @cached_property
     def orchestrator_hook(self) -> OrchestratorAuditHook:
         """The source: one organization's audit log."""
-        return OrchestratorAuditHook(self.orchestrator_conn_id, max_connections=self.max_concurrency * 2)
+        return OrchestratorAuditHook(
+            self.orchestrator_conn_id, retry_policy=self.retry_policy, max_connections=self.max_concurrency * 2
+        )
 
     @cached_property
     def s3_hook(self) -> S3Hook:

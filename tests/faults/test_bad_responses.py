@@ -20,7 +20,7 @@ import re
 
 import pytest
 
-from airflow_provider_orchestrator_audit.exceptions import OrchestratorResponseError
+from airflow_provider_orchestrator_audit.exceptions import OrchestratorRequestError, OrchestratorResponseError
 from airflow_provider_orchestrator_audit.testing import Fault
 from tests.faults.scenario_helpers import (
     FAULT_FREE_REQUESTS,
@@ -121,3 +121,30 @@ def test_a_well_formed_wrong_answer_fails_at_once(
     )
     query = re.search(r"auditlogs\?(\S+) returned", message).group(1)
     assert [request.query for request in orchestrator.stats.audit_timeline].count(query) == 1
+
+
+@pytest.mark.parametrize("fault", [Fault.truncated(), Fault.reset()], ids=["truncated", "reset"])
+def test_a_page_cut_short_every_time_fails_within_the_operators_retry_policy(
+    orchestrator, orchestrator_conn, bucket, s3_server, fault
+):
+    """
+    A page whose answer is cut short (or whose connection is reset) on every attempt fails the task after
+    the attempts the operator's ``retry_policy`` allows, in seconds rather than the default's minutes,
+    and nothing is published.
+    """
+    let_through(orchestrator, PROBES + 1)
+    orchestrator.faults.push(fault, times=100)
+    kwargs = export_kwargs(orchestrator_conn, bucket, retry_policy={"max_attempts": 3, "backoff_base": 0.05})
+    run = run_export(f"bad_bodies_cut_{fault.kind}", kwargs)
+    message = assert_failed_cleanly(
+        run,
+        s3_server,
+        bucket,
+        OrchestratorRequestError,
+        f"GET {orchestrator.audit_url}?top=100&skip=",
+        "gave up after 3 attempts",
+    )
+    query = re.search(r"auditlogs\?(\S+)", message).group(1)
+    attempts = [request for request in orchestrator.stats.audit_timeline if request.query == query]
+    assert len(attempts) == 3
+    assert run.seconds < 30
