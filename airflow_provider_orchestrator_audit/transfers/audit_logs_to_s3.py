@@ -34,8 +34,8 @@ _MANUAL_RUN_ADVICE = (
 )
 
 
-def _retry_policy(task_id: str, value: RetryPolicy | Mapping[str, Any] | None) -> RetryPolicy:
-    """The operator's ``retry_policy`` argument as a policy; a bad one fails the DAG's import, naming the task."""
+def _request_retry_policy(task_id: str, value: RetryPolicy | Mapping[str, Any] | None) -> RetryPolicy:
+    """The operator's ``request_retry_policy`` as a policy; a bad one fails the DAG's import, naming the task."""
     if value is None:
         return RetryPolicy()
     if isinstance(value, RetryPolicy):
@@ -44,8 +44,8 @@ def _retry_policy(task_id: str, value: RetryPolicy | Mapping[str, Any] | None) -
         try:
             return RetryPolicy(**value)
         except (TypeError, ValueError) as error:
-            raise ValueError(f"{task_id}: retry_policy {dict(value)!r} is not usable: {error}") from None
-    raise ValueError(f"{task_id}: retry_policy must be a RetryPolicy, a dict of its fields or None, got {value!r}")
+            raise ValueError(f"{task_id}: request_retry_policy {dict(value)!r} is not usable: {error}") from None
+    raise ValueError(f"{task_id}: request_retry_policy must be a RetryPolicy, a dict of its fields or None, got {value!r}")
 
 
 class AuditLogsToS3Operator(BaseOperator):
@@ -77,10 +77,11 @@ class AuditLogsToS3Operator(BaseOperator):
     :param max_records_per_file: split the window into parts of at most this many records.
     :param s3_prefix: the first part of the default key. (templated)
     :param language: the ``language`` query parameter, e.g. ``en``.
-    :param retry_policy: how each request to Orchestrator is retried (429, 5xx, resets, timeouts, garbled
+    :param request_retry_policy: how each request to Orchestrator is retried (429, 5xx, resets, timeouts, garbled
         bodies): a :class:`~airflow_provider_orchestrator_audit.client.retry.RetryPolicy` or a dict of its
         fields, e.g. ``{"max_attempts": 4, "max_elapsed": 120}``. Default: ``RetryPolicy()``, up to 8
-        attempts within 10 minutes; lower it where Airflow's own task retries should take over sooner.
+        attempts within 10 minutes; lower it where Airflow's own task retries should take over sooner. (Not
+        to be confused with Airflow's ``retry_policy`` of the task itself, which this operator leaves alone.)
     """
 
     template_fields: Sequence[str] = ("s3_bucket", "s3_key", "window_start", "window_end", "s3_prefix")
@@ -101,7 +102,7 @@ class AuditLogsToS3Operator(BaseOperator):
         max_records_per_file: int | None = None,
         s3_prefix: str = DEFAULT_PREFIX,
         language: str | None = None,
-        retry_policy: RetryPolicy | Mapping[str, Any] | None = None,
+        request_retry_policy: RetryPolicy | Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -125,14 +126,14 @@ class AuditLogsToS3Operator(BaseOperator):
         self.max_records_per_file = max_records_per_file
         self.s3_prefix = s3_prefix
         self.language = language
-        self.retry_policy = _retry_policy(self.task_id, retry_policy)
+        self.request_retry_policy = _request_retry_policy(self.task_id, request_retry_policy)
         self._written: list[str] = []
 
     @cached_property
     def orchestrator_hook(self) -> OrchestratorAuditHook:
         """The source: one organization's audit log."""
         return OrchestratorAuditHook(
-            self.orchestrator_conn_id, retry_policy=self.retry_policy, max_connections=self.max_concurrency * 2
+            self.orchestrator_conn_id, retry_policy=self.request_retry_policy, max_connections=self.max_concurrency * 2
         )
 
     @cached_property

@@ -126,13 +126,13 @@ def test_a_manual_run_without_a_window_says_how_to_give_one(orchestrator, orches
         ({"page_size": -100}, "export: page_size must be a positive integer or None, got -100"),
         ({"max_concurrency": 0}, "export: max_concurrency must be a positive integer, got 0"),
         (
-            {"retry_policy": {"max_atempts": 3}},
-            "export: retry_policy {'max_atempts': 3} is not usable: RetryPolicy.__init__() got an unexpected "
+            {"request_retry_policy": {"max_atempts": 3}},
+            "export: request_retry_policy {'max_atempts': 3} is not usable: RetryPolicy.__init__() got an unexpected "
             "keyword argument 'max_atempts'",
         ),
         (
-            {"retry_policy": {"max_attempts": 0}},
-            "export: retry_policy {'max_attempts': 0} is not usable: max_attempts must be at least 1, got 0",
+            {"request_retry_policy": {"max_attempts": 0}},
+            "export: request_retry_policy {'max_attempts': 0} is not usable: max_attempts must be at least 1, got 0",
         ),
     ],
     ids=[

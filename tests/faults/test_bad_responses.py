@@ -124,17 +124,17 @@ def test_a_well_formed_wrong_answer_fails_at_once(
 
 
 @pytest.mark.parametrize("fault", [Fault.truncated(), Fault.reset()], ids=["truncated", "reset"])
-def test_a_page_cut_short_every_time_fails_within_the_operators_retry_policy(
+def test_a_page_cut_short_every_time_fails_within_the_operators_request_retry_policy(
     orchestrator, orchestrator_conn, bucket, s3_server, fault
 ):
     """
     A page whose answer is cut short (or whose connection is reset) on every attempt fails the task after
-    the attempts the operator's ``retry_policy`` allows, in seconds rather than the default's minutes,
+    the attempts the operator's ``request_retry_policy`` allows, in seconds rather than the default's minutes,
     and nothing is published.
     """
     let_through(orchestrator, PROBES + 1)
     orchestrator.faults.push(fault, times=100)
-    kwargs = export_kwargs(orchestrator_conn, bucket, retry_policy={"max_attempts": 3, "backoff_base": 0.05})
+    kwargs = export_kwargs(orchestrator_conn, bucket, request_retry_policy={"max_attempts": 3, "backoff_base": 0.05})
     run = run_export(f"bad_bodies_cut_{fault.kind}", kwargs)
     message = assert_failed_cleanly(
         run,

@@ -246,6 +246,16 @@ def test_bad_parameters_fail_when_the_dag_is_parsed(kwargs, message):
         AuditLogsToS3Operator(task_id="export", s3_bucket="b", **kwargs)
 
 
+def test_the_request_retry_policy_reaches_the_hook_and_airflows_retry_policy_stays_airflows():
+    from airflow_provider_orchestrator_audit.client.retry import RetryPolicy
+
+    operator = AuditLogsToS3Operator(task_id="export", s3_bucket="b", request_retry_policy={"max_attempts": 2})
+    assert operator.orchestrator_hook.retry_policy == RetryPolicy(max_attempts=2)
+    # Airflow 3.3 evaluates a task's retry_policy on every failure: the HTTP policy must not shadow it.
+    assert operator.retry_policy is None
+    assert AuditLogsToS3Operator(task_id="export", s3_bucket="b").orchestrator_hook.retry_policy == RetryPolicy()
+
+
 def test_a_missing_bucket_fails_before_reading(orchestrator, orchestrator_conn, bucket):
     with pytest.raises(AuditExportError, match="S3 bucket 'no-such-bucket'.*aws_conn_id='aws_default'"):
         export(orchestrator_conn, "no-such-bucket", window_start=WINDOW[0], window_end=WINDOW[1])
