@@ -360,12 +360,17 @@ def _transport_problem(error: httpx.TransportError) -> str:
 
 # A token endpoint's answer carries the access token (and may carry others) in these fields.
 _TOKEN_FIELDS = re.compile(r'("(?:access_token|refresh_token|id_token)"\s*:\s*")[^"]*("?)')
+# An answer that could not be used may carry a token anywhere else: under another name ("token",
+# "accessToken"), form-encoded (access_token=...), or bare. Tokens are long runs of these characters;
+# what an error needs to show (field names, token_type, scopes, numbers) is shorter.
+_OPAQUE_RUN = re.compile(r"[A-Za-z0-9_.~+/-]{24,}=*")
 
 
 def _token_body_excerpt(body: bytes, settings: ConnectionSettings) -> str:
-    """An excerpt of a token endpoint's answer with every token value replaced by ``***``."""
+    """An excerpt of a token endpoint's answer with every token value, wherever it stands, replaced by ``***``."""
     text = body.decode("utf-8", errors="replace")
     redacted = _TOKEN_FIELDS.sub(lambda match: f"{match.group(1)}***{match.group(2)}", text)
+    redacted = _OPAQUE_RUN.sub("***", redacted)
     return excerpt(redacted.encode("utf-8"), settings)
 
 

@@ -151,8 +151,11 @@ def _base_url(conn: Connection, problem: Any) -> str:
     parts = urlsplit(host)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise problem(f"Host {host!r} is not an http(s) URL; set it like https://cloud.uipath.com")
+    default_port = 443 if parts.scheme == "https" else 80
     if conn.port and parts.port is None:
-        host = f"{parts.scheme}://{parts.netloc}:{conn.port}{parts.path}"
+        # The scheme's own port is left out, so URLs (and lineage names) stay as users write them.
+        if conn.port != default_port:
+            host = f"{parts.scheme}://{parts.netloc}:{conn.port}{parts.path}"
     elif conn.port and parts.port != conn.port:
         raise problem(
             f"Port {conn.port} contradicts the port in Host {host!r}: leave Port empty or make them agree"

@@ -24,3 +24,14 @@ def test_token_answers_are_quoted_with_every_token_replaced():
     assert _token_body_excerpt(body, SETTINGS) == (
         '\'{"access_token": "***", "refresh_token":"***", "expires_in": "soon", "id_token": "***\''
     )
+
+
+def test_tokens_under_other_names_or_form_encoded_are_replaced_too():
+    token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"
+    for body, expected in (
+        (f'{{"token": "{token}", "token_type": "Bearer"}}', '\'{"token": "***", "token_type": "Bearer"}\''),
+        (f'{{"accessToken":"{token}","expiresIn":3600}}', '\'{"accessToken":"***","expiresIn":3600}\''),
+        (f"access_token={token}&token_type=Bearer&scope=PM.Audit.Read", "'access_token=***&token_type=Bearer&scope=PM.Audit.Read'"),
+    ):
+        quoted = _token_body_excerpt(body.encode(), SETTINGS)
+        assert quoted == expected and "c2lnbmF0dXJl" not in quoted

@@ -51,6 +51,9 @@ def test_standalone_and_extras():
 def test_a_port_may_repeat_the_base_url_port_but_not_contradict_it():
     assert make(host="http://127.0.0.1:8765", port=8765).base_url == "http://127.0.0.1:8765"
     assert make(host="http://127.0.0.1", port=8765).base_url == "http://127.0.0.1:8765"
+    # Port 443 (filled in for Airflow 3.3's Test button) does not change the URL or the lineage names.
+    assert make(host="https://cloud.uipath.com", port=443).base_url == "https://cloud.uipath.com"
+    assert make(host="http://orchestrator.local", port=80).base_url == "http://orchestrator.local"
     with pytest.raises(OrchestratorConfigError, match=r"Port 8766 contradicts the port in Host"):
         make(host="http://127.0.0.1:8765", port=8766)
 
