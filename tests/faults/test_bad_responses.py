@@ -146,5 +146,4 @@ def test_a_page_cut_short_every_time_fails_within_the_operators_request_retry_po
     )
     query = re.search(r"auditlogs\?(\S+)", message).group(1)
     attempts = [request for request in orchestrator.stats.audit_timeline if request.query == query]
-    assert len(attempts) == 3
-    assert run.seconds < 30
+    assert len(attempts) == 3  # the default policy would make 8

@@ -66,7 +66,7 @@ def test_a_429_asking_for_an_hour_fails_at_once_and_writes_nothing(orchestrator,
         "the server asked to wait 3600s, more than max_retry_after=300s",
         "try again later",
     )
-    assert run.seconds < 30
+    assert run.seconds < 240  # generous for a loaded machine; sleeping as asked would take an hour
 
 
 # --- outages ---------------------------------------------------------------------------------------------
