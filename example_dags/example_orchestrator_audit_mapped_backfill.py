@@ -68,7 +68,7 @@ with DAG(
     },
     default_args={
         # The hook already retries throttling and server errors for up to 10 minutes within a try:
-        # these retries are for longer outages, 2, 4, 8 minutes apart.
+        # these retries are for longer outages, about 2-4, 4-8 and 8-16 minutes apart.
         "retries": 3,
         "retry_delay": timedelta(minutes=2),
         "retry_exponential_backoff": 2.0,
