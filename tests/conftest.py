@@ -107,7 +107,6 @@ def s3_server() -> Iterator[LocalS3Server]:
 def bucket(s3_server: LocalS3Server, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> str:
     """A fresh bucket for one test, reachable through the ``aws_default`` connection."""
     import re
-
     import uuid
 
     name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-") + f"-{uuid.uuid4().hex[:8]}"

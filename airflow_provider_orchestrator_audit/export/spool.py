@@ -6,7 +6,6 @@ import gzip
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import IO, Self
 
 from airflow_provider_orchestrator_audit.models import AuditLogEntry
@@ -97,7 +96,7 @@ class JsonLinesSpool:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def _start_part(self) -> None:

@@ -129,7 +129,9 @@ class AirflowCluster:
             if all((status.get(name) or {}).get("status") == "healthy" for name in components):
                 return
             time.sleep(1)
-        raise TimeoutError(f"Airflow was not healthy within {self._startup_timeout:.0f} s ({status}):\n{self.log_tail()}")
+        raise TimeoutError(
+            f"Airflow was not healthy within {self._startup_timeout:.0f} s ({status}):\n{self.log_tail()}"
+        )
 
     def token(self) -> str:
         """A JWT for the public REST API, as the admin."""
@@ -141,9 +143,7 @@ class AirflowCluster:
 
     def api(self, path: str) -> dict:
         """GET ``/api/v2/{path}`` as the admin."""
-        answer = httpx.get(
-            f"{self.url}/api/v2/{path}", headers={"Authorization": f"Bearer {self.token()}"}, timeout=30
-        )
+        answer = httpx.get(f"{self.url}/api/v2/{path}", headers={"Authorization": f"Bearer {self.token()}"}, timeout=30)
         answer.raise_for_status()
         return answer.json()
 

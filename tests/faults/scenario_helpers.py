@@ -10,7 +10,6 @@ holds nothing (no object, no unfinished multipart upload).
 
 from __future__ import annotations
 
-import textwrap
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -20,8 +19,7 @@ from typing import Any
 
 from airflow_provider_orchestrator_audit.testing import Fault
 from airflow_provider_orchestrator_audit.timestamps import to_ticks
-from tests.conftest import DAGS_FOLDER
-from tests.integration.airflow_runs import load_dag, xcom_return_value
+from tests.integration.airflow_runs import HOURLY, load_dag, write_export_dag, xcom_return_value
 
 # The shared local Orchestrator's 5,000 entries start at 2026-01-01T00:00Z, about one a second:
 # ten minutes hold some 600 entries, a handful of pages of 100.
@@ -85,10 +83,6 @@ def export_kwargs(conn_id: str, bucket: str, **changes: Any) -> dict[str, Any]:
     return kwargs
 
 
-# Hourly runs whose data interval is the hour before the logical date.
-HOURLY = 'CronDataIntervalTimetable("0 * * * *", timezone="UTC")'
-
-
 def write_scenario_dag(
     dag_id: str, operator_kwargs: dict[str, Any], *, params: dict[str, Any] | None = None, schedule: str = HOURLY
 ) -> Path:
@@ -99,30 +93,14 @@ def write_scenario_dag(
     :param params: the DAG's params, for templated arguments such as ``"{{ params.window_start }}"``.
     :param schedule: the DAG's ``schedule`` as Python source, e.g. ``"None"`` for manual runs only.
     """
-    path = Path(DAGS_FOLDER) / f"{dag_id}.py"
-    path.write_text(
-        textwrap.dedent(
-            f"""
-            from datetime import datetime, timezone
-
-            from airflow.sdk import DAG, CronDataIntervalTimetable
-
-            from airflow_provider_orchestrator_audit.transfers.audit_logs_to_s3 import AuditLogsToS3Operator
-            from tests.faults.scenario_helpers import record_failure
-
-            with DAG(
-                dag_id={dag_id!r},
-                schedule={schedule},
-                start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
-                catchup=False,
-                params={params or {}!r},
-                default_args={{"retries": 0}},
-            ) as dag:
-                AuditLogsToS3Operator(task_id="export", on_failure_callback=record_failure, **{operator_kwargs!r})
-            """
-        )
+    return write_export_dag(
+        dag_id,
+        operator_kwargs,
+        params=params,
+        schedule=schedule,
+        imports="from tests.faults.scenario_helpers import record_failure",
+        operator_source="on_failure_callback=record_failure",
     )
-    return path
 
 
 def run_export(

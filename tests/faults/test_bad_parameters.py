@@ -127,8 +127,10 @@ def test_a_manual_run_without_a_window_says_how_to_give_one(orchestrator, orches
         ({"max_concurrency": 0}, "export: max_concurrency must be a positive integer, got 0"),
         (
             {"request_retry_policy": {"max_atempts": 3}},
-            "export: request_retry_policy {'max_atempts': 3} is not usable: RetryPolicy.__init__() got an unexpected "
-            "keyword argument 'max_atempts'",
+            (
+                "export: request_retry_policy {'max_atempts': 3} is not usable: RetryPolicy.__init__() got an "
+                "unexpected keyword argument 'max_atempts'"
+            ),
         ),
         (
             {"request_retry_policy": {"max_attempts": 0}},

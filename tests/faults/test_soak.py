@@ -13,9 +13,9 @@ bucket holds exactly the twenty objects and no unfinished upload); the failures 
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
-import textwrap
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -30,8 +30,8 @@ from airflow_provider_orchestrator_audit.paging.window import AuditWindow
 from airflow_provider_orchestrator_audit.testing import DEFAULT_START, AuditDataset, LocalOrchestratorServer
 from airflow_provider_orchestrator_audit.testing.proxy import CuttingProxy
 from airflow_provider_orchestrator_audit.timestamps import ticks_to_datetime, to_ticks
-from tests.conftest import DAGS_FOLDER, set_connection
-from tests.integration.airflow_runs import load_dag, xcom_return_value
+from tests.conftest import set_connection
+from tests.integration.airflow_runs import load_dag, write_export_dag, xcom_return_value
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("airflow_db")]
 
@@ -82,35 +82,17 @@ def source() -> Iterator[LocalOrchestratorServer]:
 
 def write_soak_dag() -> Path:
     """An hourly DAG (data intervals), two retries without delay, exporting each hour to its default key."""
-    path = Path(DAGS_FOLDER) / f"{DAG_ID}.py"
-    path.write_text(
-        textwrap.dedent(
-            f"""
-            from datetime import datetime, timedelta, timezone
-
-            from airflow.sdk import DAG, CronDataIntervalTimetable
-
-            from airflow_provider_orchestrator_audit.transfers.audit_logs_to_s3 import AuditLogsToS3Operator
-            from tests.faults.test_soak import record_retry
-
-            with DAG(
-                dag_id={DAG_ID!r},
-                schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
-                start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
-                catchup=False,
-                default_args={{"retries": 2, "retry_delay": timedelta(0), "on_retry_callback": record_retry}},
-            ) as dag:
-                AuditLogsToS3Operator(
-                    task_id="export",
-                    orchestrator_conn_id={CONN_ID!r},
-                    s3_bucket="{{{{ var.value.soak_bucket }}}}",
-                    page_size=100,
-                    max_concurrency=4,
-                )
-            """
-        )
+    return write_export_dag(
+        DAG_ID,
+        {
+            "orchestrator_conn_id": CONN_ID,
+            "s3_bucket": "{{ var.value.soak_bucket }}",
+            "page_size": 100,
+            "max_concurrency": 4,
+        },
+        default_args='{"retries": 2, "retry_delay": timedelta(0), "on_retry_callback": record_retry}',
+        imports="from datetime import timedelta\nfrom tests.faults.test_soak import record_retry",
     )
-    return path
 
 
 def task_tries(run_id: str) -> int:
@@ -226,6 +208,6 @@ def test_twenty_hours_under_faults_hold_every_entry_exactly_once(
 def test_soak_windows_are_consecutive_hours():
     """The twenty windows tile twenty consecutive hours, none overlapping (so 'exactly once' is across all)."""
     windows = [hour_window(FIRST_HOUR + n) for n in range(HOURS)]
-    assert all(a.end == b.start for a, b in zip(windows, windows[1:], strict=False))
+    assert all(a.end == b.start for a, b in itertools.pairwise(windows))
     assert windows[0].start_datetime == datetime.fromisoformat("2026-01-01T04:00:00+00:00")
     assert windows[-1].end_datetime == datetime.fromisoformat("2026-01-02T00:00:00+00:00")

@@ -33,26 +33,55 @@ def install_example(name: str) -> Path:
     return target
 
 
-def write_export_dag(dag_id: str, operator_kwargs: dict[str, Any], *, retries: int = 0) -> Path:
-    """A one-task DAG exporting with ``AuditLogsToS3Operator(**operator_kwargs)``."""
+# Hourly runs whose data interval is the hour before the logical date.
+HOURLY = 'CronDataIntervalTimetable("0 * * * *", timezone="UTC")'
+
+
+def write_export_dag(
+    dag_id: str,
+    operator_kwargs: dict[str, Any],
+    *,
+    default_args: str = '{"retries": 0}',
+    params: dict[str, Any] | None = None,
+    schedule: str = HOURLY,
+    imports: str = "",
+    operator_source: str = "",
+) -> Path:
+    """
+    A one-task DAG exporting with ``AuditLogsToS3Operator(task_id="export", **operator_kwargs)``, in the
+    test Airflow's DAG folder.
+
+    :param default_args: the DAG's ``default_args`` as Python source.
+    :param params: the DAG's params, for templated arguments such as ``"{{ params.window_start }}"``.
+    :param schedule: the DAG's ``schedule`` as Python source, e.g. ``"None"`` for manual runs only.
+    :param imports: import lines the sources above need (callbacks, ``timedelta``).
+    :param operator_source: more operator arguments as Python source, e.g. ``"on_failure_callback=f"``.
+    """
     path = Path(DAGS_FOLDER) / f"{dag_id}.py"
+    extra = f", {operator_source}" if operator_source else ""
     path.write_text(
         textwrap.dedent(
-            f"""
+            """
             from datetime import datetime, timezone
 
             from airflow.sdk import DAG, CronDataIntervalTimetable
 
             from airflow_provider_orchestrator_audit.transfers.audit_logs_to_s3 import AuditLogsToS3Operator
-
+            """
+        )
+        + imports.strip()
+        + "\n"
+        + textwrap.dedent(
+            f"""
             with DAG(
                 dag_id={dag_id!r},
-                schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
+                schedule={schedule},
                 start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
                 catchup=False,
-                default_args={{"retries": {retries}}},
+                params={params or {}!r},
+                default_args={default_args},
             ) as dag:
-                AuditLogsToS3Operator(task_id="export", **{operator_kwargs!r})
+                AuditLogsToS3Operator(task_id="export"{extra}, **{operator_kwargs!r})
             """
         )
     )

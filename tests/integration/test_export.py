@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -18,7 +18,6 @@ from tests.integration.airflow_runs import install_example, run_dag, write_expor
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
-UTC = timezone.utc
 # The shared local Orchestrator's 5,000 entries run from 2026-01-01T00:00Z for about 83 minutes.
 WINDOW = ("2026-01-01T00:10:00Z", "2026-01-01T00:50:00Z")
 

@@ -109,7 +109,7 @@ def test_every_window_entry_exactly_once(
     window = AuditWindow(start, start + int(span * width_frac) + 1)
     initially_visible = log.high
     try:
-        ids, reader = read_all(log, window, page_size=page_size, max_concurrency=concurrency)
+        ids, _reader = read_all(log, window, page_size=page_size, max_concurrency=concurrency)
     except PagingError as error:
         # Only allowed when a tie group fills a whole capped page (its end cannot be seen): it must say so.
         assert cap is not None and "share createdOn" in str(error)
