@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["destination", "endpoint_of", "is_unreachable", "reason", "rerun_advice", "unaborted_note"]
+__all__ = ["destination", "endpoint_of", "is_unreachable", "reason", "rerun_advice", "status", "unaborted_note"]
 
 
 def _cause(error: BaseException) -> BaseException:
@@ -16,20 +16,33 @@ def _cause(error: BaseException) -> BaseException:
     return error
 
 
+def _response(error: BaseException) -> dict[str, Any] | None:
+    """The parsed S3 answer a botocore ``ClientError`` carries, or None when S3 did not answer."""
+    response = getattr(_cause(error), "response", None)
+    return response if isinstance(response, dict) else None
+
+
 def reason(error: BaseException) -> str:
     """
     The error in one line, without a closing period: ``Code: message`` for an S3 answer, ``Type: message``
     for anything else.
     """
     error = _cause(error)
-    response = getattr(error, "response", None)
+    response = _response(error)
     text = f"{type(error).__name__}: {error}"
-    if isinstance(response, dict):
+    if response is not None:
         details = response.get("Error", {})
         code, message = details.get("Code"), details.get("Message")
         if code:
             text = f"{code}: {message}" if message else str(code)
     return " ".join(text.split()).rstrip(".")
+
+
+def status(error: BaseException) -> int | None:
+    """The HTTP status of S3's answer (404, 403, ...), or None when S3 did not answer."""
+    response = _response(error)
+    code = None if response is None else response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return code if isinstance(code, int) else None
 
 
 def is_unreachable(error: BaseException) -> bool:

@@ -11,7 +11,9 @@ whole window was read.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -23,7 +25,7 @@ from airflow_provider_orchestrator_audit.export.spool import JsonLinesSpool, Spo
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-__all__ = ["PART_SIZE", "StreamingUploads"]
+__all__ = ["PART_SIZE", "StreamingUploads", "multipart_etag"]
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +33,38 @@ log = logging.getLogger(__name__)
 PART_SIZE = 5 * 1024 * 1024
 
 
+def multipart_etag(parts: list[dict[str, Any]]) -> str | None:
+    """
+    The ETag S3 gives the object that completing an upload of ``parts`` makes: the MD5 of the parts' MD5s,
+    then ``-<number of parts>``.
+
+    :param parts: ``{"ETag": ..., "PartNumber": ...}`` of every part, in order, as ``upload_part`` answered.
+    :return: the quoted ETag, or None when a part's ETag is no MD5 (SSE-KMS or SSE-C objects, say): then
+        nobody can tell from the ETag whether an object is this upload's.
+    """
+    try:
+        digests = b"".join(bytes.fromhex(part["ETag"].strip('"')) for part in parts)
+    except ValueError:
+        return None
+    if len(digests) != 16 * len(parts):
+        return None
+    return f'"{hashlib.md5(digests, usedforsecurity=False).hexdigest()}-{len(parts)}"'
+
+
 @dataclass
 class _Upload:
+    """
+    One multipart upload under way, for one spool file.
+
+    :param key: the object key it completes into.
+    :param upload_id: S3's id of the upload.
+    :param sent: bytes of the spool file handed to part uploads so far.
+    :param parts: the part uploads, in part-number order; each gives ``{"ETag", "PartNumber"}``.
+    """
+
     key: str
     upload_id: str
-    sent: int = 0  # bytes of the spool file handed to part uploads so far
+    sent: int = 0
     parts: list[Future[dict[str, Any]]] = field(default_factory=list)
 
 
@@ -48,15 +77,18 @@ class StreamingUploads:
     :param keys: the object key of spool part ``i`` is ``keys(i)``.
     """
 
-    def __init__(self, s3_hook: S3Hook, bucket: str, keys: Any) -> None:
+    def __init__(self, s3_hook: S3Hook, bucket: str, keys: Callable[[int], str]) -> None:
         self.client = s3_hook.get_conn()
         self.aws_conn_id: str | None = getattr(s3_hook, "aws_conn_id", None)
         self.bucket = bucket
         self.keys = keys
         self._uploads: dict[int, _Upload] = {}
-        #: Keys whose upload :meth:`complete` asked S3 to complete, in order: visible, or possibly visible
-        #: when the answer was lost. A failed export removes those that are new.
-        self.completing: list[str] = []
+        #: Keys whose upload :meth:`complete` asked S3 to complete, in order, with the ETag of the object it
+        #: made: S3's answer, or, when the answer was lost, the ETag the completion would give (None when it
+        #: cannot be known). A failed export removes those that are new, if they still have that ETag.
+        self.completing: dict[str, str | None] = {}
+        # (key, reason) of every upload that :meth:`abort` could not abort, over all its calls.
+        self._unaborted: list[tuple[str, str]] = []
         # One part in flight: the upload keeps pace with the reading, and memory stays at one part.
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-upload")
 
@@ -79,7 +111,9 @@ class StreamingUploads:
         """
         Send what is left of every upload and wait until S3 has stored all its parts; nothing is visible yet.
 
-        :raises AuditExportError: when a part failed (after botocore's own retries).
+        :param parts: the finished spool parts; part ``i`` is the whole of the file upload ``i`` follows.
+        :raises AuditExportError: when a part failed (after botocore's own retries), naming the object and
+            the part.
         """
         for index, part in enumerate(parts):
             upload = self._uploads.get(index)
@@ -94,8 +128,15 @@ class StreamingUploads:
 
     def complete(self, parts: list[SpooledPart]) -> set[int]:
         """
-        Send what is left and complete every upload; return the indexes of the parts completed here
-        (the others are small enough for a single PUT).
+        Send what is left and complete every upload, making its object visible.
+
+        Each key is entered in :attr:`completing` before its completion is asked for, so that a failure,
+        even one that interrupts the call, knows which objects may have become visible.
+
+        :param parts: the finished spool parts, as for :meth:`confirm`.
+        :return: the indexes of the parts completed here (the others are small enough for a single PUT).
+        :raises AuditExportError: when a part failed, or S3 refused or did not answer a completion; the
+            uploads not completed stay open for :meth:`abort`.
         """
         # Every part of every upload is sent and confirmed first; only then is anything completed, so a
         # failed part (the likely failure) leaves no object visible at all.
@@ -103,9 +144,9 @@ class StreamingUploads:
         completed: set[int] = set()
         for index, upload in list(self._uploads.items()):
             part_list = [future.result() for future in upload.parts]
-            self.completing.append(upload.key)
+            self.completing[upload.key] = multipart_etag(part_list)
             try:
-                self.client.complete_multipart_upload(
+                answer = self.client.complete_multipart_upload(
                     Bucket=self.bucket,
                     Key=upload.key,
                     UploadId=upload.upload_id,
@@ -115,28 +156,31 @@ class StreamingUploads:
                 # Still listed in _uploads: abort() abandons it (a lost answer to a completion that S3 did
                 # carry out leaves an object, which the publisher removes).
                 raise AuditExportError(self._failure(upload, "completing its multipart upload", error)) from None
+            self.completing[upload.key] = answer.get("ETag") or self.completing[upload.key]
             del self._uploads[index]
             completed.add(index)
         return completed
 
     def abort(self) -> list[tuple[str, str]]:
         """
-        Abandon every upload not completed yet: S3 then keeps nothing of them.
+        Abandon every upload not completed yet: S3 then keeps nothing of them. Calling it again is harmless.
 
         Parts still being sent are waited for first: a part that lands after the abort would otherwise
-        keep its storage. Returns ``(key, reason)`` of each upload that could not be aborted (S3 down,
-        say); it stays invisible, and the next successful export of the same keys removes it.
+        keep its storage. An upload whose completion was asked for but not answered is aborted too: if S3
+        had not carried the completion out yet, it never will, and no object appears later.
+
+        :return: ``(key, reason)`` of each upload that could not be aborted (S3 down, say), in this call or
+            an earlier one; it stays invisible, and the next successful export of the same keys removes it.
         """
         for upload in self._uploads.values():
             for future in upload.parts:
                 future.cancel()
         wait([future for upload in self._uploads.values() for future in upload.parts])
-        failed: list[tuple[str, str]] = []
         for upload in self._uploads.values():
             try:
                 self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload.key, UploadId=upload.upload_id)
             except Exception as error:  # the export already failed; say so, but keep its error
-                failed.append((upload.key, reason(error)))
+                self._unaborted.append((upload.key, reason(error)))
                 log.warning(
                     "Could not abort the unfinished multipart upload of s3://%s/%s (%s); it is invisible and the next "
                     "successful export of this window removes it",
@@ -145,7 +189,7 @@ class StreamingUploads:
                     reason(error),
                 )
         self._uploads.clear()
-        return failed
+        return list(self._unaborted)
 
     def close(self) -> None:
         """Stop the upload thread."""

@@ -209,7 +209,18 @@ class AuditLogsToS3Operator(BaseOperator):
                 objects = publisher.publish(key, parts, split=split, streamed=streamed)
                 records = spool.records
         except BaseException as error:
-            unaborted = streamed.abort()
+            # A task timeout or kill too (AirflowTaskTimeout is a BaseException). The objects that publish()
+            # completed it removes itself, before re-raising; what is left here is the uploads not completed.
+            try:
+                unaborted = streamed.abort()
+            except Exception as abort_error:  # noqa: BLE001 - never in place of the export's own error
+                self.log.warning(
+                    "Could not abort the unfinished multipart uploads of this run in s3://%s (%s); they are invisible, "
+                    "and the next successful export of this window aborts them",
+                    self.s3_bucket,
+                    abort_error,
+                )
+                unaborted = []
             if unaborted and isinstance(error, AuditExportError):
                 raise AuditExportError(f"{error} {unaborted_note(self.s3_bucket, unaborted)}") from None
             raise

@@ -358,7 +358,7 @@ def test_a_split_window_whose_second_object_fails_shows_no_first_object(
     assert message.endswith(" Nothing of this run is visible in the bucket. " + advice(proxy.url)), message
     operations = proxy.operations()
     assert operations.count("CompleteMultipartUpload") == 1 + ATTEMPTS
-    assert "DeleteObjects" in operations
+    assert "DeleteObject" in operations
     assert_nothing_written(storage, bucket)
 
     proxy.pass_through()
