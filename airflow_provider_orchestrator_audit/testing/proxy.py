@@ -286,7 +286,8 @@ class _CutRule:
         if self.match is not None and not self.match(request.head):
             return None
         point = self.after_bytes + (head_bytes if self.body_only else 0)
-        # A request that ends before the cut point passes untouched and uses up nothing.
+        # A request that ends before the cut point passes untouched and uses up nothing. A chunked one
+        # announces no length: it uses up one of ``times`` only if it reaches the point (see _forward).
         if request.length is not None and request.length <= point:
             return None
         return point
@@ -354,6 +355,8 @@ class CuttingProxy:
         self._accepting: threading.Thread | None = None
         self._stop_accepting = threading.Event()
         self._connections: set[_Connection] = set()
+        # Every relaying thread started, closed connections' too: stop() joins them all.
+        self._threads: list[threading.Thread] = []
         #: Exceptions raised in relaying threads (by ``on_request``, say); each reset its connection.
         self.errors: list[BaseException] = []
         self._requests: list[ProxiedRequest] = []
@@ -392,9 +395,12 @@ class CuttingProxy:
             listener, self._listener = self._listener, None
         if listener is not None:
             listener.close()
-        threads = self._reset_connections()
+        self._reset_connections()
+        with self._lock:
+            threads, self._threads = self._threads, []
         for thread in threads:
-            thread.join(timeout=5)
+            if thread is not threading.current_thread():
+                thread.join(timeout=5)
 
     def __enter__(self) -> Self:
         return self.start()
@@ -441,7 +447,9 @@ class CuttingProxy:
 
         The client's connection is reset; the upstream connection is closed for writing after exactly
         the bytes let through (the server sees the request end there) and its answer is dropped. A
-        request that ends before the cut point passes untouched and does not count.
+        request that ends before the cut point passes untouched and does not count towards ``times``,
+        whether its length was announced (``Content-Length``) or not (chunked: such a request is counted
+        when it reaches the cut point, so a rule replaced meanwhile no longer cuts it).
 
         :param after_bytes: bytes of the request (head and body) forwarded before the cut; 0 cuts
             before anything, not even the head, goes through.
@@ -560,7 +568,13 @@ class CuttingProxy:
                 self._connections_made += 1
             thread = threading.Thread(target=self._relay, args=(connection,), name="cutting-proxy-relay", daemon=True)
             connection.threads.append(thread)
+            self._track(thread)
             thread.start()
+
+    def _track(self, thread: threading.Thread) -> None:
+        with self._lock:
+            self._threads = [known for known in self._threads if known.is_alive()]
+            self._threads.append(thread)
 
     def _reset_connections(self) -> list[threading.Thread]:
         with self._lock:
@@ -621,9 +635,11 @@ class CuttingProxy:
             target=self._relay_answers, args=(connection,), name="cutting-proxy-answers", daemon=True
         )
         connection.threads.append(answers)
+        self._track(answers)
         answers.start()
         framer = RequestFramer()
-        cut_at: dict[int, int] = {}  # id(request) -> bytes after which to cut
+        cut_at: dict[int, tuple[int, _CutRule | None]] = {}  # id(request) -> (bytes after which to cut, its rule
+        # while the cut is not claimed yet: a chunked request claims one of the rule's ``times`` at the point)
         while True:
             data = connection.client.recv(_RECV_BYTES)
             if not data:
@@ -633,7 +649,20 @@ class CuttingProxy:
                 if not self._forward(connection, segment, cut_at):
                     return
 
-    def _forward(self, connection: _Connection, segment: _Segment, cut_at: dict[int, int]) -> bool:
+    def _claim(self, rule: _CutRule) -> bool:
+        """Use up one cut of ``rule``; False if it was replaced, or another request used up its last cut."""
+        with self._lock:
+            if self._rule is not rule or (rule.times is not None and rule.times <= 0):
+                return False
+            if rule.times is not None:
+                rule.times -= 1
+                if rule.times == 0:
+                    self._rule = None
+            return True
+
+    def _forward(
+        self, connection: _Connection, segment: _Segment, cut_at: dict[int, tuple[int, _CutRule | None]]
+    ) -> bool:
         """Send one segment upstream, or the part of it before a cut; False once the connection is cut."""
         request = segment.request
         assert connection.upstream is not None
@@ -650,21 +679,22 @@ class CuttingProxy:
             # Judged outside the lock: ``match`` is the caller's code and may look at the proxy.
             point = None if rule is None else rule.cut_point(request, len(segment.data))
             if rule is not None and point is not None:
-                with self._lock:
-                    # Another connection may have used up the last cut meanwhile.
-                    if self._rule is rule and (rule.times is None or rule.times > 0):
-                        cut_at[id(request)] = point
-                        if rule.times is not None:
-                            rule.times -= 1
-                            if rule.times == 0:
-                                self._rule = None
-        limit = cut_at.get(id(request))
+                if request.length is None:
+                    cut_at[id(request)] = (point, rule)  # chunked: claimed only if it reaches the point
+                elif self._claim(rule):  # another connection may have used up the last cut meanwhile
+                    cut_at[id(request)] = (point, None)
+        limit, unclaimed = cut_at.get(id(request), (None, None))
         data = segment.data
-        if (
+        reaches = (
             limit is not None
             and request.forwarded + len(data) >= limit
             and not (segment.ends and request.forwarded + len(data) == limit)
-        ):
+        )
+        if reaches and unclaimed is not None and not self._claim(unclaimed):
+            del cut_at[id(request)]  # the rule was replaced, or its last cut used up, meanwhile: it passes
+            reaches = False
+        if reaches:
+            assert limit is not None
             head = data[: max(0, limit - request.forwarded)]
             if head:
                 connection.upstream.sendall(head)

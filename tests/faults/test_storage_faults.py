@@ -17,12 +17,18 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import signal
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from airflow.sdk.exceptions import AirflowTaskTimeout
+from airflow.sdk.execution_time.timeout import timeout
 
 from airflow_provider_orchestrator_audit.exceptions import AuditExportError
 from airflow_provider_orchestrator_audit.export._s3_errors import endpoint_of
@@ -248,49 +254,64 @@ def test_s3_dies_mid_export_after_a_part_went_up(storage, orchestrator_source, b
 
 
 def test_a_part_cut_on_every_attempt_stops_the_export_early(
-    storage, orchestrator_source, proxy, bucket, monkeypatch, caplog, capfd
+    storage, orchestrator_source, bucket, monkeypatch, caplog, capfd
 ):
     """
     Every UploadPart is cut after 64 KiB: botocore's retry is cut too, and the export stops at its next
     batch instead of reading the rest of the window (the reader is slowed so that the rest would take
     seconds), aborts the upload after its part finished failing, and leaves nothing. After the network
     recovers, the rerun writes the exact window.
+
+    The pages read are counted from the part's last attempt to the abort: botocore waits a random time
+    before its retry, during which reading goes on, so a count from the start of the export would race.
     """
-    use_s3(monkeypatch, storage, proxy.url)
+    audit_requests: dict[str, int] = {}
+
+    def count_pages(request: ProxiedRequest) -> None:
+        if request.operation in ("UploadPart", "AbortMultipartUpload"):
+            audit_requests[request.operation] = orchestrator_source.stats.audit_requests
+
     caplog.set_level(logging.INFO)
     orchestrator_source.latency_seconds = 0.03
-    proxy.cut_after(64 * 1024, operations={"UploadPart"})
-    with pytest.raises(AuditExportError) as failure:
-        export(bucket, page_size=500, max_concurrency=1)
-    message = str(failure.value)
-    assert re.fullmatch(
-        re.escape(f"Writing s3://{bucket}/w.jsonl failed while the window was still being read, sending part 1: ")
-        + re.escape(
-            "ConnectionClosedError: Connection was closed before we received a valid response from endpoint URL: "
-            f'"{proxy.url}/{bucket}/w.jsonl?'
-        )
-        + r"[^\"]*partNumber=1\"\. Nothing of this run is visible in the bucket\. "
-        + re.escape(advice(proxy.url)),
-        message,
-    ), message
-    assert proxy.operations(cut=True) == ["UploadPart"] * ATTEMPTS
-    assert proxy.operations()[-1] == "AbortMultipartUpload"  # after the part's last attempt, not before
-    # 5 MiB are ~14,000 entries, 28 pages of 500; the window has 72.
-    assert orchestrator_source.stats.audit_requests < 50
-    assert_no_secrets(message + caplog.text + "".join(capfd.readouterr()))
-    assert_nothing_written(storage, bucket)
+    with CuttingProxy.to(storage.endpoint_url, on_request=count_pages) as proxy:
+        use_s3(monkeypatch, storage, proxy.url)
+        proxy.cut_after(64 * 1024, operations={"UploadPart"})
+        with pytest.raises(AuditExportError) as failure:
+            export(bucket, page_size=500, max_concurrency=1)
+        message = str(failure.value)
+        assert re.fullmatch(
+            re.escape(f"Writing s3://{bucket}/w.jsonl failed while the window was still being read, sending part 1: ")
+            + re.escape(
+                "ConnectionClosedError: Connection was closed before we received a valid response from endpoint URL: "
+                f'"{proxy.url}/{bucket}/w.jsonl?'
+            )
+            + r"[^\"]*partNumber=1\"\. Nothing of this run is visible in the bucket\. "
+            + re.escape(advice(proxy.url)),
+            message,
+        ), message
+        assert proxy.operations(cut=True) == ["UploadPart"] * ATTEMPTS
+        assert proxy.operations()[-1] == "AbortMultipartUpload"  # after the part's last attempt, not before
+        # 5 MiB are ~14,000 entries, 28 pages of 500; the window has 72, 44 more at 30 ms each. From the part's
+        # last attempt to the abort, the export reads no more than the batches already under way.
+        read_after_last_attempt = audit_requests["AbortMultipartUpload"] - audit_requests["UploadPart"]
+        assert read_after_last_attempt <= 4, audit_requests
+        assert_no_secrets(message + caplog.text + "".join(capfd.readouterr()))
+        assert_nothing_written(storage, bucket)
 
-    proxy.pass_through()
-    export(bucket)
+        proxy.pass_through()
+        export(bucket)
     assert_exact(storage, bucket, orchestrator_source, HOUR, ["w.jsonl"])
 
 
-def test_a_put_cut_on_every_attempt_leaves_nothing(storage, orchestrator_source, proxy, bucket, monkeypatch):
+def test_a_put_cut_on_every_attempt_leaves_nothing(
+    storage, orchestrator_source, proxy, bucket, monkeypatch, caplog, capfd
+):
     """
     A window smaller than a part goes up in one PutObject at the end; cut after 200 KiB on every attempt,
     the task fails naming the object and the endpoint, and S3 keeps nothing of the truncated bodies.
     """
     use_s3(monkeypatch, storage, proxy.url)
+    caplog.set_level(logging.INFO)
     proxy.cut_after(200 * 1024, operations={"PutObject"})
     with pytest.raises(AuditExportError) as failure:
         export(bucket, FIVE_MINUTES, key="small.jsonl")
@@ -301,7 +322,7 @@ def test_a_put_cut_on_every_attempt_leaves_nothing(storage, orchestrator_source,
     ), message
     assert message.endswith(" Nothing of this run is visible in the bucket. " + advice(proxy.url)), message
     assert proxy.operations(cut=True) == ["PutObject"] * ATTEMPTS
-    assert_no_secrets(message)
+    assert_no_secrets(message + caplog.text + "".join(capfd.readouterr()))
     assert_nothing_written(storage, bucket)
 
     proxy.pass_through()
@@ -309,13 +330,14 @@ def test_a_put_cut_on_every_attempt_leaves_nothing(storage, orchestrator_source,
     assert_exact(storage, bucket, orchestrator_source, FIVE_MINUTES, ["small.jsonl"])
 
 
-def test_a_cut_completion_leaves_nothing(storage, orchestrator_source, proxy, bucket, monkeypatch):
+def test_a_cut_completion_leaves_nothing(storage, orchestrator_source, proxy, bucket, monkeypatch, caplog, capfd):
     """
     Every part is stored, but CompleteMultipartUpload is cut 100 bytes into its body on every attempt:
     S3 never sees the whole part list, so nothing becomes visible; the upload is aborted and the rerun
     writes the exact window.
     """
     use_s3(monkeypatch, storage, proxy.url)
+    caplog.set_level(logging.INFO)
     proxy.cut_after(100, operations={"CompleteMultipartUpload"}, body_only=True)
     with pytest.raises(AuditExportError) as failure:
         export(bucket)
@@ -326,6 +348,7 @@ def test_a_cut_completion_leaves_nothing(storage, orchestrator_source, proxy, bu
     assert message.endswith(" Nothing of this run is visible in the bucket. " + advice(proxy.url)), message
     assert proxy.operations(cut=True) == ["CompleteMultipartUpload"] * ATTEMPTS
     assert proxy.operations().count("UploadPart") == 3  # 13 MiB: two 5 MiB parts and the tail
+    assert_no_secrets(message + caplog.text + "".join(capfd.readouterr()))
     assert_nothing_written(storage, bucket)
 
     proxy.pass_through()
@@ -334,7 +357,7 @@ def test_a_cut_completion_leaves_nothing(storage, orchestrator_source, proxy, bu
 
 
 def test_a_split_window_whose_second_object_fails_shows_no_first_object(
-    storage, orchestrator_source, proxy, bucket, monkeypatch
+    storage, orchestrator_source, proxy, bucket, monkeypatch, caplog, capfd
 ):
     """
     A window split into two objects of more than 5 MiB each: the first completes, the second's
@@ -350,6 +373,7 @@ def test_a_split_window_whose_second_object_fails_shows_no_first_object(
         )
 
     use_s3(monkeypatch, storage, proxy.url)
+    caplog.set_level(logging.INFO)
     cut_second_completion()
     with pytest.raises(AuditExportError) as failure:
         export(bucket, max_records_per_file=ENTRIES_PER_HOUR // 2)
@@ -359,6 +383,7 @@ def test_a_split_window_whose_second_object_fails_shows_no_first_object(
     operations = proxy.operations()
     assert operations.count("CompleteMultipartUpload") == 1 + ATTEMPTS
     assert "DeleteObject" in operations
+    assert_no_secrets(message + caplog.text + "".join(capfd.readouterr()))
     assert_nothing_written(storage, bucket)
 
     proxy.pass_through()
@@ -370,11 +395,168 @@ def test_a_split_window_whose_second_object_fails_shows_no_first_object(
     cut_second_completion()
     with pytest.raises(AuditExportError) as failure:
         export(bucket, max_records_per_file=ENTRIES_PER_HOUR // 2)
+    assert_no_secrets(str(failure.value) + caplog.text + "".join(capfd.readouterr()))
     assert str(failure.value).endswith(
         f" The earlier run's objects stay, but this run may have replaced s3://{bucket}/w.part-00000.jsonl, "
         f"s3://{bucket}/w.part-00001.jsonl before failing; until the rerun they may mix both runs. {advice(proxy.url)}"
     ), str(failure.value)
     assert_exact(storage, bucket, orchestrator_source, HOUR, keys)
+
+
+# --- interrupted runs and concurrent runs of the same window -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("operation", "records_per_file"),
+    [
+        # Two objects of 18,000 entries (~6.5 MiB): both multipart, the second interrupted while completing.
+        ("CompleteMultipartUpload", ENTRIES_PER_HOUR // 2),
+        # 30,000 entries (~11 MiB, multipart) and 6,000 (~2 MiB): the second, one PutObject, interrupted.
+        ("PutObject", 30_000),
+    ],
+)
+def test_a_task_timeout_while_writing_the_second_object_leaves_nothing(
+    storage, orchestrator_source, bucket, monkeypatch, caplog, capfd, operation, records_per_file
+):
+    """
+    Airflow's execution timeout fires while the second object of a split window is being written, after the
+    first became visible: Airflow's own SIGALRM handler raises AirflowTaskTimeout, a BaseException, in the
+    middle of the S3 call. The first object is removed again, the unfinished upload aborted, and the timeout
+    itself reaches Airflow unchanged. The interrupted request is held by the proxy until the end of the
+    test, so S3 never carries it out; the rerun writes the exact window.
+    """
+    held = threading.Event()
+    release = threading.Event()
+    main_thread = threading.main_thread().ident
+    assert main_thread is not None
+
+    def time_out_at_the_second_object(request: ProxiedRequest) -> None:
+        if request.operation == operation and ".part-00001." in request.head.path and not held.is_set():
+            held.set()
+            signal.pthread_kill(main_thread, signal.SIGALRM)  # what the timer of timeout() would do, now
+            release.wait(60)
+            raise ConnectionResetError("held until the test had looked")  # the request never reaches S3
+
+    caplog.set_level(logging.INFO)
+    original_handler = signal.getsignal(signal.SIGALRM)
+    with CuttingProxy.to(storage.endpoint_url, on_request=time_out_at_the_second_object) as proxy:
+        use_s3(monkeypatch, storage, proxy.url)
+        try:
+            with pytest.raises(AirflowTaskTimeout) as failure, timeout(3600):
+                export(bucket, max_records_per_file=records_per_file)
+            assert held.is_set()
+            assert str(failure.value) == f"Timeout, PID: {os.getpid()}"  # Airflow's own, not wrapped
+            assert proxy.operations().count("CompleteMultipartUpload") == (2 if operation != "PutObject" else 1)
+            assert storage.list_keys(bucket) == []
+            assert open_uploads(storage, bucket) == []
+        finally:
+            release.set()
+            signal.signal(signal.SIGALRM, original_handler)
+        logs = caplog.text + "".join(capfd.readouterr())
+        assert (
+            f"Writing to S3 bucket {bucket!r} (aws_conn_id='aws_default', endpoint {proxy.url}) was interrupted "
+            "(AirflowTaskTimeout). Nothing of this run is visible in the bucket." in logs
+        )
+        assert_no_secrets(logs)
+
+        result = export(bucket, max_records_per_file=records_per_file)
+    keys = ["w.part-00000.jsonl", "w.part-00001.jsonl"]
+    assert result["objects"] == [f"s3://{bucket}/{key}" for key in keys]
+    assert_exact(storage, bucket, orchestrator_source, HOUR, keys)
+
+
+def test_a_failed_run_leaves_the_object_another_run_wrote_since(
+    storage, orchestrator_source, bucket, monkeypatch, caplog, capfd
+):
+    """
+    Two runs write the same keys at the same time (the hourly DAG and a backfill of one-hour sub-windows
+    do): this run's first object is visible, and while its second completion is being cut on every attempt,
+    the other run writes the first key. Cleaning up after its failure, this run removes only what is still
+    its own: the other run's object stays, and the message says so instead of claiming it was removed.
+    """
+    other_run = b'{"written": "by the other run"}\n'
+    written: list[str] = []
+
+    def other_run_writes_the_first_key(request: ProxiedRequest) -> None:
+        if request.operation == "CompleteMultipartUpload" and ".part-00001." in request.head.path and not written:
+            storage.client().put_object(Bucket=bucket, Key="w.part-00000.jsonl", Body=other_run)
+            written.append("w.part-00000.jsonl")
+
+    caplog.set_level(logging.INFO)
+    with CuttingProxy.to(storage.endpoint_url, on_request=other_run_writes_the_first_key) as proxy:
+        use_s3(monkeypatch, storage, proxy.url)
+        proxy.cut_after(
+            10, operations={"CompleteMultipartUpload"}, match=lambda head: ".part-00001." in head.path, body_only=True
+        )
+        with pytest.raises(AuditExportError) as failure:
+            export(bucket, max_records_per_file=ENTRIES_PER_HOUR // 2)
+        assert proxy.errors == []
+    assert written == ["w.part-00000.jsonl"]
+    message = str(failure.value)
+    assert message.startswith(f"Writing s3://{bucket}/w.part-00001.jsonl failed, completing its multipart upload: ")
+    assert message.endswith(
+        f" Nothing of this run is visible in the bucket. s3://{bucket}/w.part-00000.jsonl changed after this run "
+        "wrote it: another run writing the same keys at the same time (the hourly DAG and a backfill of the same "
+        "hours, say) replaced it, so it is left as it is; let only one run write a window at a time. "
+        + advice(proxy.url)
+    ), message
+    assert_no_secrets(message + caplog.text + "".join(capfd.readouterr()))
+    assert storage.list_keys(bucket) == ["w.part-00000.jsonl"]
+    assert storage.get_object_bytes(bucket, "w.part-00000.jsonl") == other_run
+    assert open_uploads(storage, bucket) == []
+
+
+def test_a_run_aborts_only_the_uploads_begun_before_it(storage, orchestrator_source, bucket, monkeypatch):
+    """
+    A successful run aborts the unfinished uploads of its keys that an earlier failed run left, but not
+    one that another run of the same window begins while this one is writing: that run is still going.
+    S3 stamps an upload's start to the second, so the leftover is begun a second before this run starts.
+    """
+    client = storage.client()
+    leftover = client.create_multipart_upload(Bucket=bucket, Key="small.jsonl")["UploadId"]
+    time.sleep(1.1)
+    concurrent: list[str] = []
+
+    def another_run_begins_an_upload(request: ProxiedRequest) -> None:
+        if request.operation == "PutObject" and not concurrent:
+            concurrent.append(client.create_multipart_upload(Bucket=bucket, Key="small.jsonl")["UploadId"])
+
+    with CuttingProxy.to(storage.endpoint_url, on_request=another_run_begins_an_upload) as proxy:
+        use_s3(monkeypatch, storage, proxy.url)
+        export(bucket, FIVE_MINUTES, key="small.jsonl")
+        assert proxy.operations().count("AbortMultipartUpload") == 1
+    uploads = client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    assert [upload["UploadId"] for upload in uploads] == concurrent
+    assert leftover not in concurrent
+    client.abort_multipart_upload(Bucket=bucket, Key="small.jsonl", UploadId=concurrent[0])
+    assert_exact(storage, bucket, orchestrator_source, FIVE_MINUTES, ["small.jsonl"])
+
+
+class _FailingLineage:
+    """A hook-lineage collector whose backend fails: the one fault that no server here can cause."""
+
+    def add_output_asset(self, **kwargs: Any) -> None:
+        raise RuntimeError("the lineage backend is down")
+
+
+def test_a_lineage_failure_leaves_the_written_window_alone(storage, orchestrator_source, bucket, monkeypatch, caplog):
+    """
+    Reporting the written objects as lineage fails after the window was written (multipart, so completed
+    here): the objects stay, the export succeeds, and a warning names the objects and the lineage error
+    instead of a write failure.
+    """
+    import airflow.providers.common.compat.lineage.hook as lineage_hook
+
+    use_s3(monkeypatch, storage, storage.endpoint_url)
+    monkeypatch.setattr(lineage_hook, "get_hook_lineage_collector", _FailingLineage)
+    caplog.set_level(logging.INFO)
+    result = export(bucket)
+    assert result["objects"] == [f"s3://{bucket}/w.jsonl"]
+    assert_exact(storage, bucket, orchestrator_source, HOUR, ["w.jsonl"])
+    assert (
+        f"The window was written to s3://{bucket}/w.jsonl, but reporting its lineage failed: "
+        "RuntimeError: the lineage backend is down" in caplog.text
+    )
 
 
 def test_one_cut_is_ridden_out_by_the_retry(storage, orchestrator_source, proxy, bucket, monkeypatch):

@@ -137,18 +137,22 @@ class _Recorder(BaseHTTPRequestHandler):
         pass
 
     def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = b""
-        try:
-            while len(body) < length:
-                chunk = self.rfile.read1(length - len(body))
-                if not chunk:
-                    break
-                body += chunk
-        except OSError:
-            pass
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            body, complete = self._read_chunked()
+        else:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = b""
+            try:
+                while len(body) < length:
+                    chunk = self.rfile.read1(length - len(body))
+                    if not chunk:
+                        break
+                    body += chunk
+            except OSError:
+                pass
+            complete = len(body) == length
         self.server.arrived.append((self.command, self.path, len(body)))
-        if len(body) < length:
+        if not complete:
             self.close_connection = True
             return
         answer = f"{self.command} {self.path} {len(body)}".encode()
@@ -156,6 +160,26 @@ class _Recorder(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(answer)))
         self.end_headers()
         self.wfile.write(answer)
+
+    def _read_chunked(self) -> tuple[bytes, bool]:
+        """The decoded body, and whether it ended with its last chunk and trailers."""
+        body = b""
+        try:
+            while True:
+                line = self.rfile.readline()
+                if not line.endswith(b"\r\n"):
+                    return body, False
+                size = int(line.split(b";", 1)[0], 16)
+                if size == 0:
+                    while (trailer := self.rfile.readline()) not in (b"\r\n", b""):
+                        pass
+                    return body, trailer == b"\r\n"
+                data = self.rfile.read(size + 2)
+                body += data[:size]
+                if len(data) < size + 2:
+                    return body, False
+        except (OSError, ValueError):
+            return body, False
 
     do_GET = do_PUT = do_POST = do_HEAD = _serve
 
@@ -166,6 +190,24 @@ class _RecordingServer(ThreadingHTTPServer):
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Recorder)
         self.arrived: list[tuple[str, str, int]] = []
+        self._lock = threading.Lock()
+        self._handling = 0  # connections accepted whose handler has not finished
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._lock:
+            self._handling += 1
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._lock:
+                self._handling -= 1
+
+    def settle(self) -> None:
+        """Wait until every connection accepted so far is handled: what reached it is in ``arrived``."""
+        wait_for(lambda: self._handling == 0)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # clients cut in the middle are what these tests are about
@@ -257,6 +299,31 @@ def test_body_only_cuts_count_from_the_end_of_the_head_and_short_requests_pass(p
     assert proxy.requests == [] and proxy.cuts == 0
 
 
+def send_chunked(connection: http.client.HTTPConnection, path: str, chunks: list[bytes]) -> str:
+    connection.request("PUT", path, body=iter(chunks), encode_chunked=True)
+    response = connection.getresponse()
+    return response.read().decode()
+
+
+def test_a_chunked_request_that_ends_before_the_cut_point_does_not_use_up_the_cut(proxy, upstream):
+    """Its length is not announced, so it is judged at the cut point: ending before it, it counts as no cut."""
+    proxy.cut_after(1000, body_only=True, times=1)
+    connection = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+    try:
+        assert send_chunked(connection, "/b/short", [b"a" * 100, b"b" * 100]) == "PUT /b/short 200"
+        with pytest.raises((ConnectionError, http.client.RemoteDisconnected)):
+            send_chunked(connection, "/b/long", [b"c" * 600, b"d" * 600])
+    finally:
+        connection.close()
+    assert [(request.length, request.cut) for request in proxy.requests] == [(None, False), (None, True)]
+    again = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+    try:  # the one cut is used up
+        assert send_chunked(again, "/b/long", [b"e" * 600, b"f" * 600]) == "PUT /b/long 1200"
+    finally:
+        again.close()
+    assert proxy.cuts == 1
+
+
 def test_after_zero_bytes_nothing_of_the_request_reaches_the_server(proxy, upstream):
     proxy.cut_after(0)
     connection = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
@@ -266,6 +333,8 @@ def test_after_zero_bytes_nothing_of_the_request_reaches_the_server(proxy, upstr
     finally:
         connection.close()
     assert proxy.requests[0].forwarded == 0 and proxy.cuts == 1
+    proxy.stop()  # joins the relaying threads: nothing can still be on its way upstream
+    upstream.settle()
     assert upstream.arrived == []
 
 
@@ -325,7 +394,9 @@ def test_on_request_runs_before_the_request_is_forwarded_and_its_errors_are_kept
             connection.close()
         assert seen == ["GetObject 0", "GetObject 1"]
         assert [str(error) for error in proxy.errors] == ["boom"]
-    assert upstream.arrived == [("GET", "/b/k", 0)]
+        proxy.stop()  # joins the relaying threads: nothing can still be on its way upstream
+        upstream.settle()
+        assert upstream.arrived == [("GET", "/b/k", 0)]
 
 
 def test_bad_arguments_and_use_before_start_are_refused():
