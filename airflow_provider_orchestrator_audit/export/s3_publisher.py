@@ -191,7 +191,14 @@ class S3Publisher:
         except BaseException as error:  # a timeout or a kill too: the window must not stay half visible
             # Completions and PUTs whose answer was lost, or that were interrupted, may have made an object.
             written = {**(streamed.completing if streamed is not None else {}), **putting}
-            cleanup = self._remove_written(written, previous, streamed)
+            try:
+                cleanup = self._remove_written(written, previous, streamed)
+            except Exception as cleanup_error:  # never in place of the write's own error
+                log.warning("Removing this run's objects from %s failed: %s", self._where(), reason(cleanup_error))
+                cleanup = _Cleanup(
+                    kept=[object_key for object_key in written if object_key not in previous],
+                    replaced=[object_key for object_key in written if object_key in previous],
+                )
             if not isinstance(error, Exception):
                 log.warning(
                     "Writing to %s was interrupted (%s). %s",

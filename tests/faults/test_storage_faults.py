@@ -291,10 +291,11 @@ def test_a_part_cut_on_every_attempt_stops_the_export_early(
         ), message
         assert proxy.operations(cut=True) == ["UploadPart"] * ATTEMPTS
         assert proxy.operations()[-1] == "AbortMultipartUpload"  # after the part's last attempt, not before
-        # 5 MiB are ~14,000 entries, 28 pages of 500; the window has 72, 44 more at 30 ms each. From the part's
-        # last attempt to the abort, the export reads no more than the batches already under way.
+        # 5 MiB are ~14,000 entries, 28 pages of 500; the window has 72, ~40 left by then at 30 ms each. From
+        # the part's last attempt to the abort, the export reads only what was under way (1-2 pages measured;
+        # the margin is for a loaded machine), not the rest of the window.
         read_after_last_attempt = audit_requests["AbortMultipartUpload"] - audit_requests["UploadPart"]
-        assert read_after_last_attempt <= 4, audit_requests
+        assert read_after_last_attempt <= 6, audit_requests
         assert_no_secrets(message + caplog.text + "".join(capfd.readouterr()))
         assert_nothing_written(storage, bucket)
 
