@@ -13,7 +13,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="orchestrator-audit-bench-"))
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
 
-from airflow_provider_orchestrator_audit.testing.s3 import LocalS3Server  # noqa: E402
+from airflow_provider_orchestrator_audit.testing.s3 import LocalS3Server
 
 ORGANIZATION = "acme"
 CLIENT_ID, CLIENT_SECRET = "local-client", "local-secret"
