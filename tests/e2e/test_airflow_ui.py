@@ -105,6 +105,8 @@ def create_connection_in_form(page: Any, airflow: AirflowCluster, orchestrator: 
     screenshot(page, "connection-form-extras")
 
     dialog.get_by_role("button", name="Save").click()
+    # The form (with the typed secret in its field) fades out before it leaves the page.
+    dialog.wait_for(state="detached")
     page.get_by_role("row", name=CONN_ID).wait_for()
 
 
@@ -129,6 +131,7 @@ def test_the_connection_form_saves_a_masked_secret_and_test_succeeds(page, airfl
     shown = dialog.get_by_label("Client secret").input_value()
     assert shown != CLIENT_SECRET and CLIENT_SECRET not in page.content()
     dialog.get_by_role("button", name="Close").click()
+    dialog.wait_for(state="detached")
 
 
 def test_test_with_a_wrong_secret_says_what_to_fix_without_showing_it(page, airflow, orchestrator):
@@ -217,8 +220,13 @@ def test_a_backfill_of_three_hours_started_in_the_ui_exports_each_hour_once(
     page.wait_for_timeout(1500)  # the grid's run bars animate in
     screenshot(page, "dag-grid-after-backfill")
 
-    objects = read_objects(s3_server, export_bucket)
     prefix = "orchestrator-audit/organization=acme/dt=2026-01-01"
+    # Hours 00-02 only: the trigger test writes a window of hour 03 into the same bucket.
+    objects = {
+        key: lines
+        for hour in range(3)
+        for key, lines in read_objects(s3_server, export_bucket, f"{prefix}/hour={hour:02d}/").items()
+    }
     assert sorted(objects) == [
         f"{prefix}/hour=00/20260101T000000Z_20260101T010000Z.jsonl.gz",
         f"{prefix}/hour=01/20260101T010000Z_20260101T020000Z.jsonl.gz",
@@ -229,3 +237,40 @@ def test_a_backfill_of_three_hours_started_in_the_ui_exports_each_hour_once(
         expected = expected_lines(orchestrator, f"2026-01-01T{hour:02d}:00:00Z", f"2026-01-01T{hour + 1:02d}:00:00Z")
         assert len(expected) > 3000
         assert canonical(json.loads(line) for line in objects[key]) == canonical(expected), key
+
+
+def test_trigger_with_a_window_in_the_params_exports_exactly_that_window(
+    page, airflow, orchestrator, s3_server, export_bucket
+):
+    """*Trigger* with the DAG's params ``window_start``/``window_end`` exports any window, to its own key."""
+    if not any(row["connection_id"] == CONN_ID for row in airflow.api("connections")["connections"]):
+        create_connection_in_form(page, airflow, orchestrator)
+    before = {run["dag_run_id"] for run in airflow.api(f"dags/{DAG_ID}/dagRuns")["dag_runs"]}
+
+    page.goto(f"{airflow.url}/dags/{DAG_ID}")
+    page.get_by_role("button", name="Trigger").first.click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text("Single Run", exact=True).click()
+    dialog.locator("[name=element_window_start]").fill("2026-01-01T03:00:00Z")
+    dialog.locator("[name=element_window_end]").fill("2026-01-01T03:30:00.5Z")
+    screenshot(page, "trigger-with-a-window")
+    dialog.get_by_role("button", name="Trigger").click()
+    dialog.wait_for(state="hidden")
+
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        runs = [run for run in airflow.api(f"dags/{DAG_ID}/dagRuns")["dag_runs"] if run["dag_run_id"] not in before]
+        if runs and runs[0]["state"] in ("success", "failed"):
+            break
+        time.sleep(2)
+    assert len(runs) == 1 and runs[0]["run_type"] == "manual", runs
+    assert runs[0]["state"] == "success", airflow.log_tail(120)
+
+    key = (
+        "orchestrator-audit/organization=acme/dt=2026-01-01/hour=03/20260101T030000Z_20260101T033000.5000000Z.jsonl.gz"
+    )
+    objects = read_objects(s3_server, export_bucket, "orchestrator-audit/organization=acme/dt=2026-01-01/hour=03/")
+    assert list(objects) == [key]
+    expected = expected_lines(orchestrator, "2026-01-01T03:00:00Z", "2026-01-01T03:30:00.5Z")
+    assert len(expected) > 1500
+    assert canonical(json.loads(line) for line in objects[key]) == canonical(expected)
