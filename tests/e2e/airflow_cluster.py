@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping
+from functools import cached_property
 from pathlib import Path
 from typing import IO, Self
 
@@ -73,8 +74,6 @@ class AirflowCluster:
             if not key.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_VAR_", "AIRFLOW_HOME"))
         }
         bin_dir = str(Path(sys.executable).parent)
-        passwords = self.home / "passwords.json"
-        passwords.write_text(json.dumps({ADMIN_USER: self.password}))
         env.update(
             {
                 "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
@@ -84,7 +83,7 @@ class AirflowCluster:
                 "AIRFLOW__CORE__PARALLELISM": "4",
                 "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
-                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.passwords_file),
                 "AIRFLOW__API__HOST": "127.0.0.1",
                 "AIRFLOW__API__PORT": str(self.port),
                 "AIRFLOW__API__BASE_URL": self.url,
@@ -97,7 +96,13 @@ class AirflowCluster:
         env.update(self._extra_env)
         return env
 
+    @property
+    def passwords_file(self) -> Path:
+        """The simple auth manager's users and passwords."""
+        return self.home / "passwords.json"
+
     def start(self) -> Self:
+        self.passwords_file.write_text(json.dumps({ADMIN_USER: self.password}))
         self._log = self.log_path.open("wb")
         self._process = subprocess.Popen(
             [str(Path(sys.executable).parent / "airflow"), "standalone"],
@@ -133,8 +138,9 @@ class AirflowCluster:
             f"Airflow was not healthy within {self._startup_timeout:.0f} s ({status}):\n{self.log_tail()}"
         )
 
+    @cached_property
     def token(self) -> str:
-        """A JWT for the public REST API, as the admin."""
+        """A JWT for the public REST API, as the admin; asked for once (it outlives any test run)."""
         answer = httpx.post(
             f"{self.url}/auth/token", json={"username": ADMIN_USER, "password": self.password}, timeout=30
         )
@@ -143,14 +149,14 @@ class AirflowCluster:
 
     def api(self, path: str) -> dict:
         """GET ``/api/v2/{path}`` as the admin."""
-        answer = httpx.get(f"{self.url}/api/v2/{path}", headers={"Authorization": f"Bearer {self.token()}"}, timeout=30)
+        answer = httpx.get(f"{self.url}/api/v2/{path}", headers={"Authorization": f"Bearer {self.token}"}, timeout=30)
         answer.raise_for_status()
         return answer.json()
 
     def api_post(self, path: str, body: dict) -> dict:
         """POST ``body`` to ``/api/v2/{path}`` as the admin."""
         answer = httpx.post(
-            f"{self.url}/api/v2/{path}", json=body, headers={"Authorization": f"Bearer {self.token()}"}, timeout=30
+            f"{self.url}/api/v2/{path}", json=body, headers={"Authorization": f"Bearer {self.token}"}, timeout=30
         )
         answer.raise_for_status()
         return answer.json()
