@@ -289,7 +289,10 @@ def test_trigger_keeps_waiting_while_nothing_is_new(orchestrator, orchestrator_c
 
     async def main() -> None:
         waiting = asyncio.ensure_future(anext(made.run()))
-        await asyncio.sleep(0.6)
+        # Wait for three polls however slow the machine is, rather than for a fixed time.
+        deadline = time.monotonic() + 30
+        while orchestrator.stats.audit_requests < 3 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
         assert not waiting.done()
         waiting.cancel()
         with pytest.raises(asyncio.CancelledError):
