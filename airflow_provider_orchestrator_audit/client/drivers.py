@@ -22,6 +22,7 @@ from airflow_provider_orchestrator_audit.client.exchanges import (
 from airflow_provider_orchestrator_audit.client.retry import RetryPolicy
 from airflow_provider_orchestrator_audit.client.settings import ConnectionSettings
 from airflow_provider_orchestrator_audit.client.tokens import TokenCache
+from airflow_provider_orchestrator_audit.client.validation import checked_int
 from airflow_provider_orchestrator_audit.models import AuditLogPage
 
 __all__ = ["AsyncOrchestratorAuditClient", "OrchestratorAuditClient"]
@@ -31,6 +32,7 @@ SecretSink = Callable[[str], None]
 
 
 def _limits(max_connections: int) -> httpx.Limits:
+    checked_int("max_connections", max_connections)
     return httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
 
 

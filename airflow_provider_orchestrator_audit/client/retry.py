@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 
+from airflow_provider_orchestrator_audit.client.validation import checked_int
+
 __all__ = ["RETRYABLE_STATUSES", "RetryPolicy", "RetryState", "parse_retry_after"]
 
 #: 429 is throttling; the 5xx are gateway and server hiccups that usually pass.
@@ -40,10 +42,8 @@ class RetryPolicy:
     max_damaged_body_attempts: int = 3
 
     def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts}")
-        if self.max_damaged_body_attempts < 1:
-            raise ValueError(f"max_damaged_body_attempts must be at least 1, got {self.max_damaged_body_attempts}")
+        checked_int("max_attempts", self.max_attempts)
+        checked_int("max_damaged_body_attempts", self.max_damaged_body_attempts)
         if self.max_elapsed <= 0 or self.backoff_base < 0 or self.backoff_max < 0:
             raise ValueError("max_elapsed must be positive and backoff times non-negative")
 
@@ -59,12 +59,19 @@ class RetryPolicy:
 
 @dataclass
 class RetryState:
-    """The attempts made so far for one request."""
+    """
+    The attempts made so far for one request.
+
+    :param attempts: failed attempts, counted by :meth:`next_wait`.
+    :param damaged_bodies: answers whose body was not JSON text at all, bounded by the policy's
+        ``max_damaged_body_attempts`` (the exchanges count them).
+    """
 
     policy: RetryPolicy
     clock: Callable[[], float] = field(repr=False)
     started: float
     attempts: int = 0
+    damaged_bodies: int = 0
 
     def next_wait(self, retry_after: float | None) -> tuple[float | None, str]:
         """

@@ -157,9 +157,7 @@ def _base_url(conn: Connection, problem: Any) -> str:
         if conn.port != default_port:
             host = f"{parts.scheme}://{parts.netloc}:{conn.port}{parts.path}"
     elif conn.port and parts.port != conn.port:
-        raise problem(
-            f"Port {conn.port} contradicts the port in Host {host!r}: leave Port empty or make them agree"
-        )
+        raise problem(f"Port {conn.port} contradicts the port in Host {host!r}: leave Port empty or make them agree")
     return host
 
 
