@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["destination", "endpoint_of", "is_unreachable", "reason", "rerun_advice", "status", "unaborted_note"]
+if TYPE_CHECKING:
+    from airflow_provider_orchestrator_audit.export.s3_object_settings import ObjectSettings
+
+__all__ = [
+    "destination",
+    "endpoint_of",
+    "is_unreachable",
+    "reason",
+    "refusal_advice",
+    "rerun_advice",
+    "status",
+    "unaborted_note",
+    "write_advice",
+]
 
 
 def _cause(error: BaseException) -> BaseException:
@@ -92,3 +105,39 @@ def unaborted_note(bucket: str, failures: list[tuple[str, str]]) -> str:
         "keeps its storage until the next successful export of this window aborts it (as would a lifecycle rule "
         "with AbortIncompleteMultipartUpload)."
     )
+
+
+def refusal_advice(bucket: str, settings: ObjectSettings) -> str:
+    """
+    What to do when S3 refused to write an object with 403: protected buckets deny writes that lack the
+    encryption (or ACL) header their policy asks for, so say what this export sent and which parameter
+    sets it.
+    """
+    encryption = settings.encryption
+    if encryption is None:
+        advice = (
+            f"S3 refused the write: bucket {bucket!r} may require server-side encryption (a bucket policy that denies "
+            "s3:PutObject without the x-amz-server-side-encryption header, which this export did not send). Set "
+            "encrypt=True on the operator (SSE-S3), or s3_extra_args={'ServerSideEncryption': 'aws:kms', "
+            "'SSEKMSKeyId': '<key id or ARN>'} (SSE-KMS), as the bucket policy asks"
+        )
+    else:
+        advice = (
+            f"S3 refused the write with {settings.describe()}: bucket {bucket!r} may require another encryption or "
+            "KMS key (a policy on s3:x-amz-server-side-encryption or s3:x-amz-server-side-encryption-aws-kms-key-id): "
+            "set encrypt or s3_extra_args on the operator as the bucket policy asks"
+        )
+        if encryption.startswith("aws:kms"):
+            advice += ", and let the connection use the key (kms:GenerateDataKey, kms:Decrypt)"
+    if "ACL" not in settings.args:
+        advice += "; if it requires an ACL (x-amz-acl), set acl_policy, e.g. 'bucket-owner-full-control'"
+    return f"{advice}. Otherwise check that the connection may s3:PutObject into the bucket. Then rerun the task."
+
+
+def write_advice(
+    error: BaseException, bucket: str, settings: ObjectSettings, aws_conn_id: str | None, client: Any
+) -> str:
+    """What to do after a failed write: the settings to give a bucket that refused it, else rerun."""
+    if status(error) == 403:
+        return refusal_advice(bucket, settings)
+    return rerun_advice(aws_conn_id, client)

@@ -16,8 +16,10 @@ from airflow_provider_orchestrator_audit.export._s3_errors import (
     reason,
     rerun_advice,
     status,
+    write_advice,
 )
 from airflow_provider_orchestrator_audit.export.keys import part_key, part_pattern, split_extension
+from airflow_provider_orchestrator_audit.export.s3_object_settings import ObjectSettings
 from airflow_provider_orchestrator_audit.export.spool import SpooledPart
 
 if TYPE_CHECKING:
@@ -70,6 +72,7 @@ class _Cleanup:
     kept: list[str] = field(default_factory=list)  # may be visible: could not be checked or deleted
     foreign: list[str] = field(default_factory=list)  # overwritten by another writer since: left alone
     replaced: list[str] = field(default_factory=list)  # an earlier run's object this run may have overwritten
+    undecided: list[str] = field(default_factory=list)  # encrypted, unconfirmed: whose it is cannot be told
 
 
 class S3Publisher:
@@ -85,11 +88,16 @@ class S3Publisher:
 
     :param s3_hook: the hook of the destination's AWS connection.
     :param bucket: the bucket name.
+    :param settings: what every object is written with (encryption, ACL, storage class, ...); by default
+        the hook's ``extra_args``.
     """
 
-    def __init__(self, s3_hook: S3Hook, bucket: str) -> None:
+    def __init__(self, s3_hook: S3Hook, bucket: str, settings: ObjectSettings | None = None) -> None:
         self.s3_hook = s3_hook
         self.bucket = bucket
+        self.settings = settings or ObjectSettings.build(hook_extra_args=getattr(s3_hook, "extra_args", None))
+        # Keys whose ETag in a failed run's clean-up is computed here, not S3's answer to the write.
+        self._predicted: set[str] = set()
         self._created = datetime.now(UTC)
         #: When this run started, by S3's clock: set by :meth:`check_bucket`, this run's first S3 call.
         self.started: datetime | None = None
@@ -171,6 +179,7 @@ class S3Publisher:
         """
         keys = [self.object_key(key, index, split=split) for index in range(len(parts))]
         advice = rerun_advice(self.s3_hook.aws_conn_id, self._client())
+        self._predicted = set()
         try:
             # The parts sent while reading are confirmed first, so that a part that failed is reported as such
             # whatever else S3 refuses afterwards; nothing is visible before the completions below.
@@ -191,6 +200,8 @@ class S3Publisher:
         except BaseException as error:  # a timeout or a kill too: the window must not stay half visible
             # Completions and PUTs whose answer was lost, or that were interrupted, may have made an object.
             written = {**(streamed.completing if streamed is not None else {}), **putting}
+            if streamed is not None:
+                self._predicted |= streamed.predicted
             try:
                 cleanup = self._remove_written(written, previous, streamed)
             except Exception as cleanup_error:  # never in place of the write's own error
@@ -207,6 +218,8 @@ class S3Publisher:
                     self._outcome(cleanup),
                 )
                 raise
+            if not isinstance(error, AuditExportError):
+                advice = write_advice(error, self.bucket, self.settings, self.s3_hook.aws_conn_id, self._client())
             raise AuditExportError(self._failure_message(error, keys, uploaded, cleanup, advice)) from None
         self._report_outputs(keys)
         stale = sorted(previous - set(keys))
@@ -219,12 +232,16 @@ class S3Publisher:
     def _put(self, object_key: str, part: SpooledPart, putting: dict[str, str | None]) -> None:
         """PUT a part smaller than a multipart part, recording the ETag of the object it makes."""
         # Entered before the call: an interrupted PUT, or one whose answer was lost, may still make the object.
-        putting[object_key] = _file_etag(part.path)
+        # Under SSE-KMS and SSE-C the ETag is no MD5 of the body, so it cannot be known before S3 answers.
+        putting[object_key] = _file_etag(part.path) if self.settings.etag_is_md5 else None
+        self._predicted.add(object_key)
         with open(part.path, "rb") as body:
             answer = self.s3_hook.get_conn().put_object(
-                Bucket=self.bucket, Key=object_key, Body=body, **self.s3_hook.extra_args
+                Bucket=self.bucket, Key=object_key, Body=body, **self.settings.put_args
             )
-        putting[object_key] = answer.get("ETag") or putting[object_key]
+        if answer.get("ETag"):
+            putting[object_key] = answer["ETag"]
+            self._predicted.discard(object_key)
 
     def _report_outputs(self, keys: list[str]) -> None:
         """Report the written objects as lineage outputs; a failure here leaves the written window alone."""
@@ -256,36 +273,49 @@ class S3Publisher:
                 # An earlier run's object under the same key is left as it is, or as this run replaced it.
                 cleanup.replaced.append(object_key)
                 continue
-            outcome = self._delete_if_written(object_key, etag)
+            outcome = self._delete_if_written(object_key, etag, predicted=object_key in self._predicted)
             if outcome == "kept":
                 cleanup.kept.append(object_key)
             elif outcome == "foreign":
                 cleanup.foreign.append(object_key)
+            elif outcome == "undecided":
+                cleanup.undecided.append(object_key)
         return cleanup
 
-    def _delete_if_written(self, object_key: str, etag: str | None) -> Literal["removed", "absent", "foreign", "kept"]:
+    def _delete_if_written(
+        self, object_key: str, etag: str | None, *, predicted: bool = False
+    ) -> Literal["removed", "absent", "foreign", "kept", "undecided"]:
         """
         Delete ``object_key`` if it is still the object this run wrote, with ETag ``etag``.
 
         Another run of the same window (the hourly DAG and a backfill of one-hour sub-windows write the same
         keys) may have written the key since: its object is not this run's to remove.
+
+        :param etag: the ETag S3 gave this run's object, or the one it would give (``predicted``), or None
+            when that cannot be known.
+        :param predicted: S3 did not answer the write, so ``etag`` is computed from the content; an object
+            encrypted with SSE-KMS or SSE-C (by this run's settings or the bucket's default) has another.
         """
         client = self.s3_hook.get_conn()
         try:
-            current = client.head_object(Bucket=self.bucket, Key=object_key).get("ETag")
+            head = client.head_object(Bucket=self.bucket, Key=object_key, **self.settings.head_args)
         except Exception as error:
             if status(error) == 404:
                 return "absent"
             log.warning("Could not check s3://%s/%s in %s: %s", self.bucket, object_key, self._where(), reason(error))
             return "kept"
-        if etag is None:  # an encrypted object whose completion went unanswered: it cannot be told apart
-            return "kept"
+        current = head.get("ETag")
+        if etag is None:  # an encrypted object whose write went unanswered: it cannot be told apart
+            return "undecided"
         if not _same_etag(current, etag):
-            return "foreign"
+            encrypted = (
+                str(head.get("ServerSideEncryption", "")).startswith("aws:kms") or "SSECustomerAlgorithm" in head
+            )
+            return "undecided" if predicted and encrypted else "foreign"
         try:
             # If-Match closes the gap after the HEAD where S3 supports conditional deletes; where it does not,
             # the HEAD just before is the check.
-            client.delete_object(Bucket=self.bucket, Key=object_key, IfMatch=current)
+            client.delete_object(Bucket=self.bucket, Key=object_key, IfMatch=current, **self.settings.request_args)
         except Exception as error:
             if status(error) == 412:
                 return "foreign"
@@ -310,7 +340,14 @@ class S3Publisher:
                 f"The earlier run's objects stay, but this run may have replaced {self._uris(cleanup.replaced)} "
                 "before failing; until the rerun they may mix both runs."
             )
-        if not cleanup.kept and not cleanup.replaced:
+        if cleanup.undecided:
+            outcome.append(
+                f"{self._uris(cleanup.undecided)} may be visible without the rest of the window: S3 did not confirm "
+                "this run's write, and an object encrypted with SSE-KMS or SSE-C has an ETag that is not the MD5 of its "
+                "content, so whether it is this run's object or another run's cannot be told; it was left in place "
+                "(delete it unless another run wrote this window since, or let the rerun overwrite it)."
+            )
+        if not cleanup.kept and not cleanup.replaced and not cleanup.undecided:
             outcome.append("Nothing of this run is visible in the bucket.")
         if cleanup.foreign:
             outcome.append(
@@ -346,7 +383,7 @@ class S3Publisher:
         started = self.run_start
         try:
             pages = client.get_paginator("list_multipart_uploads").paginate(
-                Bucket=self.bucket, Prefix=split_extension(key)[0]
+                Bucket=self.bucket, Prefix=split_extension(key)[0], **self.settings.request_args
             )
             # Every upload of this run is completed by now: whatever is listed was begun by another run.
             listed = [upload for page in pages for upload in page.get("Uploads", []) if pattern.match(upload["Key"])]
@@ -354,7 +391,9 @@ class S3Publisher:
                 (upload["Key"], upload["UploadId"]) for upload in listed if self._begun_before(upload, started)
             ]
             for object_key, upload_id in unfinished:
-                client.abort_multipart_upload(Bucket=self.bucket, Key=object_key, UploadId=upload_id)
+                client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=object_key, UploadId=upload_id, **self.settings.request_args
+                )
         except Exception as error:  # the window is written; this is housekeeping
             log.warning(
                 "The window was written, but unfinished multipart uploads of an earlier failed run under %s in %s "

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_orchestrator_audit.exceptions import AuditExportError
-from airflow_provider_orchestrator_audit.export._s3_errors import reason, rerun_advice
+from airflow_provider_orchestrator_audit.export._s3_errors import reason, write_advice
+from airflow_provider_orchestrator_audit.export.s3_object_settings import ObjectSettings
 from airflow_provider_orchestrator_audit.export.spool import JsonLinesSpool, SpooledPart
 
 if TYPE_CHECKING:
@@ -75,18 +76,25 @@ class StreamingUploads:
     :param s3_hook: the destination's hook (its client does the uploads).
     :param bucket: the bucket.
     :param keys: the object key of spool part ``i`` is ``keys(i)``.
+    :param settings: what every object is written with (encryption, ACL, ...); by default the hook's
+        ``extra_args``.
     """
 
-    def __init__(self, s3_hook: S3Hook, bucket: str, keys: Callable[[int], str]) -> None:
+    def __init__(
+        self, s3_hook: S3Hook, bucket: str, keys: Callable[[int], str], settings: ObjectSettings | None = None
+    ) -> None:
         self.client = s3_hook.get_conn()
         self.aws_conn_id: str | None = getattr(s3_hook, "aws_conn_id", None)
         self.bucket = bucket
         self.keys = keys
+        self.settings = settings or ObjectSettings.build(hook_extra_args=getattr(s3_hook, "extra_args", None))
         self._uploads: dict[int, _Upload] = {}
         #: Keys whose upload :meth:`complete` asked S3 to complete, in order, with the ETag of the object it
         #: made: S3's answer, or, when the answer was lost, the ETag the completion would give (None when it
         #: cannot be known). A failed export removes those that are new, if they still have that ETag.
         self.completing: dict[str, str | None] = {}
+        #: Keys in :attr:`completing` whose ETag is computed here, not S3's answer.
+        self.predicted: set[str] = set()
         # (key, reason) of every upload that :meth:`abort` could not abort, over all its calls.
         self._unaborted: list[tuple[str, str]] = []
         # One part in flight: the upload keeps pace with the reading, and memory stays at one part.
@@ -144,19 +152,24 @@ class StreamingUploads:
         completed: set[int] = set()
         for index, upload in list(self._uploads.items()):
             part_list = [future.result() for future in upload.parts]
-            self.completing[upload.key] = multipart_etag(part_list)
+            # Under SSE-KMS and SSE-C the parts' ETags are no MD5s, and neither is the object's.
+            self.completing[upload.key] = multipart_etag(part_list) if self.settings.etag_is_md5 else None
+            self.predicted.add(upload.key)
             try:
                 answer = self.client.complete_multipart_upload(
                     Bucket=self.bucket,
                     Key=upload.key,
                     UploadId=upload.upload_id,
                     MultipartUpload={"Parts": part_list},
+                    **self.settings.complete_args,
                 )
             except Exception as error:
                 # Still listed in _uploads: abort() abandons it (a lost answer to a completion that S3 did
                 # carry out leaves an object, which the publisher removes).
                 raise AuditExportError(self._failure(upload, "completing its multipart upload", error)) from None
-            self.completing[upload.key] = answer.get("ETag") or self.completing[upload.key]
+            if answer.get("ETag"):
+                self.completing[upload.key] = answer["ETag"]
+                self.predicted.discard(upload.key)
             del self._uploads[index]
             completed.add(index)
         return completed
@@ -178,7 +191,9 @@ class StreamingUploads:
         wait([future for upload in self._uploads.values() for future in upload.parts])
         for upload in self._uploads.values():
             try:
-                self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload.key, UploadId=upload.upload_id)
+                self.client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=upload.key, UploadId=upload.upload_id, **self.settings.request_args
+                )
             except Exception as error:  # the export already failed; say so, but keep its error
                 self._unaborted.append((upload.key, reason(error)))
                 log.warning(
@@ -213,13 +228,15 @@ class StreamingUploads:
             return f"{problem}, {stage}: {reason(error)}."
         return (
             f"{problem} while the window was still being read, {stage}: {reason(error)}. Nothing of this run is "
-            f"visible in the bucket. {rerun_advice(self.aws_conn_id, self.client)}"
+            f"visible in the bucket. {write_advice(error, self.bucket, self.settings, self.aws_conn_id, self.client)}"
         )
 
     def _start(self, index: int) -> _Upload:
         key = self.keys(index)
         try:
-            upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
+            upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=key, **self.settings.create_args)[
+                "UploadId"
+            ]
         except Exception as error:
             raise AuditExportError(self._failure(key, "starting its multipart upload", error, reading=True)) from None
         upload = _Upload(key, upload_id)
@@ -236,6 +253,11 @@ class StreamingUploads:
             source.seek(offset)
             body = source.read(length)
         answer = self.client.upload_part(
-            Bucket=self.bucket, Key=upload.key, UploadId=upload.upload_id, PartNumber=number, Body=body
+            Bucket=self.bucket,
+            Key=upload.key,
+            UploadId=upload.upload_id,
+            PartNumber=number,
+            Body=body,
+            **self.settings.part_args,
         )
         return {"ETag": answer["ETag"], "PartNumber": number}

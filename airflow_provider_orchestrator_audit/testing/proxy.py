@@ -1,5 +1,5 @@
 """
-A TCP proxy on loopback that passes traffic through, cuts requests short or refuses connections.
+A TCP proxy on loopback that passes traffic through, cuts requests short, denies them, or refuses connections.
 
 Put it between a client and a server (typically an S3 client and :class:`~.s3.LocalS3Server`) to
 simulate a network that fails in the middle of an upload. It reads the client's side as HTTP/1.1
@@ -16,7 +16,9 @@ A cut sends the client a TCP reset and closes the upstream side after exactly th
 so the server receives a truncated request and the client sees its connection reset mid-request, as
 when a load balancer or a NAT gateway drops a connection. :meth:`CuttingProxy.refuse` makes the port
 refuse connections (and resets the open ones), as a crashed endpoint does, while keeping the port
-reserved for :meth:`CuttingProxy.pass_through`. The answers (server to client) are relayed untouched.
+reserved for :meth:`CuttingProxy.pass_through`. :meth:`CuttingProxy.deny` answers chosen requests with
+an S3 error in the server's place, as a bucket policy does, e.g. every upload without an encryption
+header (:func:`lacks_header`). The answers (server to client) are relayed untouched.
 """
 
 from __future__ import annotations
@@ -24,13 +26,17 @@ from __future__ import annotations
 import socket
 import struct
 import threading
+import uuid
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from email.utils import formatdate
+from http import HTTPStatus
 from types import TracebackType
 from typing import Literal, Self
 from urllib.parse import parse_qsl, urlsplit
+from xml.sax.saxutils import escape
 
-__all__ = ["CuttingProxy", "ProxiedRequest", "RequestFramer", "RequestHead", "s3_operation"]
+__all__ = ["CuttingProxy", "ProxiedRequest", "RequestFramer", "RequestHead", "lacks_header", "s3_operation"]
 
 #: The longest request head accepted; a longer one makes the rest of the connection an opaque stream.
 MAX_HEAD_BYTES = 64 * 1024
@@ -138,6 +144,8 @@ class ProxiedRequest:
     :param length: head plus body in bytes, when the body's length was announced (None for chunked).
     :param forwarded: bytes of it sent upstream so far.
     :param cut: whether the proxy cut the connection in its middle.
+    :param denied: whether the proxy answered it with an error instead of forwarding it (:meth:`CuttingProxy.deny`).
+    :param answer_lost: whether the server got all of it but its answer was dropped (:meth:`CuttingProxy.lose_answers`).
     """
 
     head: RequestHead
@@ -145,6 +153,55 @@ class ProxiedRequest:
     length: int | None
     forwarded: int = 0
     cut: bool = False
+    denied: bool = False
+    answer_lost: bool = False
+
+
+def lacks_header(name: str) -> Callable[[RequestHead], bool]:
+    """
+    A ``match`` for :meth:`CuttingProxy.deny`: requests without header ``name``, e.g. a bucket policy's
+    ``"Null": {"s3:x-amz-server-side-encryption": "true"}`` with ``lacks_header("x-amz-server-side-encryption")``.
+    """
+    return lambda head: head.header(name) is None
+
+
+@dataclass
+class _LoseRule:
+    operations: frozenset[str] | None
+    match: Callable[[RequestHead], bool] | None
+    times: int | None  # answers left to lose; None for every matching request
+
+
+@dataclass(frozen=True)
+class _DenyRule:
+    status: int
+    code: str
+    message: str
+    operations: frozenset[str] | None
+    match: Callable[[RequestHead], bool] | None
+
+    def applies(self, request: ProxiedRequest) -> bool:
+        if self.operations is not None and request.operation not in self.operations:
+            return False
+        return self.match is None or self.match(request.head)
+
+    def answer(self, head: RequestHead) -> bytes:
+        """The S3 error answer, closing the connection (the request's body, if any, is read and dropped)."""
+        request_id = uuid.uuid4().hex[:16].upper()
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            f"<Error><Code>{escape(self.code)}</Code><Message>{escape(self.message)}</Message>"
+            f"<Resource>{escape(head.path)}</Resource><RequestId>{request_id}</RequestId></Error>"
+        ).encode()
+        lines = [
+            f"HTTP/1.1 {self.status} {HTTPStatus(self.status).phrase}",
+            "Content-Type: application/xml",
+            f"Content-Length: {len(body)}",
+            f"Date: {formatdate(usegmt=True)}",
+            f"x-amz-request-id: {request_id}",
+            "Connection: close",
+        ]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (b"" if head.method == "HEAD" else body)
 
 
 @dataclass
@@ -300,6 +357,9 @@ class _Connection:
     closed: bool = False
     cut: bool = False  # the client is gone; what the server still says is drained and dropped
     threads: list[threading.Thread] = field(default_factory=list)
+    denying: _DenyRule | None = None  # the rule answering the request in progress, not forwarded
+    losing: bool = False  # the request in progress goes through whole, but its answer is dropped
+    answered: bool = False  # whether that answer was sent
 
 
 def _close_socket(sock: socket.socket | None, *, reset: bool) -> None:
@@ -327,7 +387,9 @@ class CuttingProxy:
 
     * :meth:`pass_through` — relay everything (the initial mode);
     * :meth:`cut_after` — cut requests after their first N bytes went upstream;
-    * :meth:`refuse` — refuse new connections and reset the open ones.
+    * :meth:`refuse` — refuse new connections and reset the open ones;
+    * :meth:`deny` — answer chosen requests with an S3 error instead of forwarding them (alongside a cut rule);
+    * :meth:`lose_answers` — forward chosen requests whole, then reset the client before the answer arrives.
 
     :param upstream_host: where to connect.
     :param upstream_port: its port.
@@ -350,6 +412,8 @@ class CuttingProxy:
         self.on_request = on_request
         self._lock = threading.Lock()
         self._rule: _CutRule | None = None
+        self._deny: _DenyRule | None = None
+        self._lose: _LoseRule | None = None
         self._refusing = False
         self._listener: socket.socket | None = None
         self._accepting: threading.Thread | None = None
@@ -426,9 +490,11 @@ class CuttingProxy:
     # --- switches ------------------------------------------------------------------------------
 
     def pass_through(self) -> None:
-        """Relay everything: no more cuts, and connections are accepted again."""
+        """Relay everything: no more cuts or denials, and connections are accepted again."""
         with self._lock:
             self._rule = None
+            self._deny = None
+            self._lose = None
             refusing, self._refusing = self._refusing, False
         if refusing:
             self._listen()
@@ -467,6 +533,52 @@ class CuttingProxy:
         with self._lock:
             self._rule = rule
 
+    def deny(
+        self,
+        *,
+        operations: Collection[str] | None = None,
+        match: Callable[[RequestHead], bool] | None = None,
+        status: int = 403,
+        code: str = "AccessDenied",
+        message: str = "Access Denied",
+    ) -> None:
+        """
+        Answer matching requests with an S3 error in the server's place; replaces any earlier deny rule.
+
+        The server never sees a denied request. Its body is read and dropped (an ``Expect: 100-continue``
+        request is answered at once, so the client sends none), and the answer closes the connection.
+
+        :param operations: only requests whose :func:`s3_operation` is one of these; None for any.
+        :param match: only requests whose head this returns True for, e.g. :func:`lacks_header`.
+        :param status: the HTTP status of the answer.
+        :param code: the S3 error code, e.g. ``AccessDenied``.
+        :param message: the error message.
+        """
+        operation_set = None if operations is None else frozenset(operations)
+        with self._lock:
+            self._deny = _DenyRule(status, code, message, operation_set, match)
+
+    def lose_answers(
+        self,
+        *,
+        operations: Collection[str] | None = None,
+        match: Callable[[RequestHead], bool] | None = None,
+        times: int | None = None,
+    ) -> None:
+        """
+        Let matching requests reach the server whole, then reset the client's connection before the answer
+        arrives: the server carries the request out, and the client cannot know. Replaces any earlier rule.
+
+        :param operations: only requests whose :func:`s3_operation` is one of these; None for any.
+        :param match: only requests whose head this returns True for.
+        :param times: how many answers to lose, then relay everything again; None for every one.
+        """
+        if times is not None and times < 1:
+            raise ValueError(f"times must be >= 1 or None, got {times}")
+        operation_set = None if operations is None else frozenset(operations)
+        with self._lock:
+            self._lose = _LoseRule(operation_set, match, times)
+
     def refuse(self) -> None:
         """Refuse new connections (the port stays reserved) and reset the open ones, as a crashed server."""
         with self._lock:
@@ -501,6 +613,12 @@ class CuttingProxy:
         """Requests cut so far."""
         with self._lock:
             return sum(1 for request in self._requests if request.cut)
+
+    @property
+    def denials(self) -> list[ProxiedRequest]:
+        """The requests answered by :meth:`deny`'s rule, in order."""
+        with self._lock:
+            return [request for request in self._requests if request.denied]
 
     @property
     def connections(self) -> int:
@@ -669,13 +787,37 @@ class CuttingProxy:
         if request is None:
             connection.upstream.sendall(segment.data)
             return True
+        rule: _CutRule | None = None
         if segment.starts:
             with self._lock:
                 self._requests.append(request)
             if self.on_request is not None:
                 self.on_request(request)
             with self._lock:
-                rule = self._rule
+                rule, deny, lose = self._rule, self._deny, self._lose
+            if lose is not None and self._loses(lose, request):
+                connection.losing = True
+            # Judged outside the lock, as the cut rule below: ``match`` is the caller's code.
+            if deny is not None and deny.applies(request):
+                with self._lock:
+                    request.denied = True
+                connection.denying, connection.answered = deny, False
+        if connection.denying is not None:
+            return self._answer_denied(connection, segment)
+        if connection.losing:
+            if segment.ends:
+                # Marked before the last bytes go out, so that no byte of the answer reaches the client.
+                connection.cut = True
+                with self._lock:
+                    request.answer_lost = True
+            connection.upstream.sendall(segment.data)
+            request.forwarded += len(segment.data)
+            if not segment.ends:
+                return True
+            # The server keeps its side open and answers into the void (the answers thread drops it).
+            _close_socket(connection.client, reset=True)
+            return False
+        if segment.starts:
             # Judged outside the lock: ``match`` is the caller's code and may look at the proxy.
             point = None if rule is None else rule.cut_point(request, len(segment.data))
             if rule is not None and point is not None:
@@ -708,6 +850,36 @@ class CuttingProxy:
         if segment.ends:
             cut_at.pop(id(request), None)
         return True
+
+    def _loses(self, rule: _LoseRule, request: ProxiedRequest) -> bool:
+        """Whether ``rule`` loses the answer to ``request``, using up one of its ``times``."""
+        if rule.operations is not None and request.operation not in rule.operations:
+            return False
+        if rule.match is not None and not rule.match(request.head):
+            return False
+        with self._lock:
+            if self._lose is not rule:
+                return False
+            if rule.times is not None:
+                rule.times -= 1
+                if rule.times == 0:
+                    self._lose = None
+            return True
+
+    def _answer_denied(self, connection: _Connection, segment: _Segment) -> bool:
+        """Drop a segment of a denied request; answer it (at its end, or at once if it expects a 100-continue)."""
+        rule = connection.denying
+        assert rule is not None and segment.request is not None
+        head = segment.request.head
+        expects_continue = (head.header("Expect") or "").lower() == "100-continue"
+        if not connection.answered and (segment.ends or expects_continue):
+            connection.client.sendall(rule.answer(head))
+            connection.answered = True
+        if not segment.ends:
+            return True
+        # Every byte of the request was read: closing now sends a FIN after the answer, not a reset.
+        self._close(connection, reset=False)
+        return False
 
     def _relay_answers(self, connection: _Connection) -> None:
         upstream = connection.upstream

@@ -17,6 +17,7 @@ Example::
 from __future__ import annotations
 
 import atexit
+import base64
 import errno
 import json
 import os
@@ -40,10 +41,19 @@ from typing import TYPE_CHECKING, Any, Self
 if TYPE_CHECKING:
     from botocore.client import BaseClient
 
-__all__ = ["WEED_BINARY_ENV", "LocalS3Server", "find_weed_binary"]
+__all__ = ["LOCAL_KMS_KEY_ID", "WEED_BINARY_ENV", "LocalS3Server", "find_weed_binary"]
 
 #: Environment variable that overrides where the ``weed`` binary is looked up.
 WEED_BINARY_ENV = "SEAWEEDFS_WEED_BINARY"
+
+#: The alias of the key that SeaweedFS's built-in local KMS creates at start, for SSE-KMS requests
+#: (``SSEKMSKeyId``). SeaweedFS needs the key named: unlike AWS, it has no ``aws/s3`` default key. The
+#: local KMS keeps its keys in memory only, so SSE-KMS objects cannot be read after a restart.
+LOCAL_KMS_KEY_ID = "alias/seaweedfs-default"
+# SeaweedFS reads its SSE-S3 key from this variable (base64 of 256 bits); without it, SSE-S3 writes fail.
+_SSE_KEY_ENV = "WEED_S3_SSE_KEY"
+# The S3 gateway's built-in KMS for SSE-KMS, configured in the same file as the identities.
+_LOCAL_KMS = {"default_provider": "local", "providers": {"local": {"type": "local"}}}
 
 # SeaweedFS binds every service's gRPC port at ``http_port + 10000``; keeping the HTTP ports
 # below this bound keeps the gRPC ports below 65536 with headroom.
@@ -186,6 +196,9 @@ class LocalS3Server:
     :param data_dir: Directory holding the server's data, config and log. Kept after
         :meth:`stop`. When ``None`` a temporary directory is created and removed on stop.
     :param startup_timeout: Seconds :meth:`start` waits for the S3 API to answer.
+    :param server_side_encryption: Accept encrypted writes as AWS does: SSE-S3 (with a random key
+        made for this server, kept across :meth:`restart`), SSE-KMS with :data:`LOCAL_KMS_KEY_ID`, and
+        SSE-C. Without it SeaweedFS refuses SSE-S3 and SSE-KMS writes with an internal error.
     """
 
     def __init__(
@@ -197,12 +210,16 @@ class LocalS3Server:
         region: str = "us-east-1",
         data_dir: str | os.PathLike[str] | None = None,
         startup_timeout: float = 60.0,
+        server_side_encryption: bool = True,
     ) -> None:
         self.host = host
         self.access_key = access_key
         self.secret_key = secret_key
         self.region = region
         self.startup_timeout = startup_timeout
+        self.server_side_encryption = server_side_encryption
+        # The SSE-S3 key of this server's objects: a restart must keep it to read them again.
+        self._sse_key = base64.b64encode(os.urandom(32)).decode("ascii") if server_side_encryption else None
         self._requested_dir = Path(data_dir) if data_dir is not None else None
         self._work_dir: Path | None = None
         self._owns_work_dir = False
@@ -451,7 +468,7 @@ class LocalS3Server:
             self._work_dir = Path(tempfile.mkdtemp(prefix="local-s3-"))
             self._owns_work_dir = True
         (self._work_dir / "data").mkdir(exist_ok=True)
-        identities = {
+        identities: dict[str, Any] = {
             "identities": [
                 {
                     "name": "local",
@@ -460,6 +477,8 @@ class LocalS3Server:
                 }
             ]
         }
+        if self.server_side_encryption:
+            identities["kms"] = _LOCAL_KMS
         # weed grows 7 volumes per collection at a time by default, and every bucket is its own
         # collection, so a handful of buckets would exhaust -volume.max. One at a time keeps each
         # bucket to one small volume until it fills up.
@@ -520,6 +539,9 @@ class LocalS3Server:
         # A soft heap limit makes the Go runtime hand memory back after bursts (a 200 MB upload
         # otherwise leaves ~500 MB resident); below ~256 MiB it starts costing throughput.
         env.setdefault("GOMEMLIMIT", _GO_MEMORY_LIMIT)
+        env.pop(_SSE_KEY_ENV, None)
+        if self._sse_key is not None:
+            env[_SSE_KEY_ENV] = self._sse_key
         with open(self.log_path, "ab") as log:
             self._log_offset = log.tell()
             self._process = subprocess.Popen(

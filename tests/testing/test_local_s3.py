@@ -15,6 +15,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 
 from airflow_provider_orchestrator_audit.testing import s3 as local_s3
 from airflow_provider_orchestrator_audit.testing.s3 import (
+    LOCAL_KMS_KEY_ID,
     WEED_BINARY_ENV,
     LocalS3Server,
     find_weed_binary,
@@ -66,6 +67,31 @@ def test_put_get_and_list(server: LocalS3Server) -> None:
     assert server.get_object_bytes(BUCKET, "put-get/a.json") == b'{"a": 1}'
     assert server.list_keys(BUCKET, prefix="put-get/") == ["put-get/a.json", "put-get/b.json"]
     assert "elsewhere/c.json" in server.list_keys(BUCKET)
+
+
+def test_objects_are_stored_with_sse_s3_sse_kms_and_sse_c(server: LocalS3Server) -> None:
+    """
+    Like AWS, the server takes each kind of server-side encryption and says so in the object's HEAD:
+    SSE-S3 with its own key, SSE-KMS with the built-in local KMS's key, SSE-C with the caller's key,
+    which every later read of the object needs.
+    """
+    client = server.client()
+    customer_key = os.urandom(32)
+    client.put_object(Bucket=BUCKET, Key="sse/s3", Body=b"s3", ServerSideEncryption="AES256")
+    client.put_object(
+        Bucket=BUCKET, Key="sse/kms", Body=b"kms", ServerSideEncryption="aws:kms", SSEKMSKeyId=LOCAL_KMS_KEY_ID
+    )
+    client.put_object(Bucket=BUCKET, Key="sse/c", Body=b"c", SSECustomerAlgorithm="AES256", SSECustomerKey=customer_key)
+    assert client.head_object(Bucket=BUCKET, Key="sse/s3")["ServerSideEncryption"] == "AES256"
+    kms = client.head_object(Bucket=BUCKET, Key="sse/kms")
+    assert kms["ServerSideEncryption"] == "aws:kms" and kms["SSEKMSKeyId"]
+    with pytest.raises(ClientError) as without_key:
+        client.head_object(Bucket=BUCKET, Key="sse/c")
+    assert without_key.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    sse_c = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": customer_key}
+    assert client.head_object(Bucket=BUCKET, Key="sse/c", **sse_c)["SSECustomerAlgorithm"] == "AES256"
+    assert client.get_object(Bucket=BUCKET, Key="sse/c", **sse_c)["Body"].read() == b"c"
+    assert [server.get_object_bytes(BUCKET, key) for key in ("sse/s3", "sse/kms")] == [b"s3", b"kms"]
 
 
 def test_create_bucket_is_idempotent(server: LocalS3Server) -> None:
@@ -191,6 +217,7 @@ def test_start_timeout_reports_log_tail() -> None:
 def test_stop_temporarily_and_restart_keep_port_and_data(server: LocalS3Server) -> None:
     client = server.client(retries={"total_max_attempts": 1}, connect_timeout=1)
     client.put_object(Bucket=BUCKET, Key="outage/before.txt", Body=b"survives")
+    client.put_object(Bucket=BUCKET, Key="outage/sealed.txt", Body=b"sealed", ServerSideEncryption="AES256")
     endpoint = server.endpoint_url
 
     server.stop_temporarily()
@@ -202,8 +229,10 @@ def test_stop_temporarily_and_restart_keep_port_and_data(server: LocalS3Server) 
     assert server.endpoint_url == endpoint
     # The same client works again: same port, same credentials, same data.
     assert client.get_object(Bucket=BUCKET, Key="outage/before.txt")["Body"].read() == b"survives"
+    # The SSE-S3 key is the server's own across restarts: its objects stay readable.
+    assert client.get_object(Bucket=BUCKET, Key="outage/sealed.txt")["Body"].read() == b"sealed"
     client.put_object(Bucket=BUCKET, Key="outage/after.txt", Body=b"new")
-    assert server.list_keys(BUCKET, prefix="outage/") == ["outage/after.txt", "outage/before.txt"]
+    assert server.list_keys(BUCKET, prefix="outage/") == ["outage/after.txt", "outage/before.txt", "outage/sealed.txt"]
 
 
 def test_data_dir_persists_across_servers(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""CuttingProxy: HTTP request framing, S3 operation names, and the pass / cut / refuse switches over real sockets."""
+"""CuttingProxy: HTTP request framing, S3 operation names, and the pass / cut / deny / lose / refuse switches over real sockets."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from airflow_provider_orchestrator_audit.testing.proxy import (
     ProxiedRequest,
     RequestFramer,
     RequestHead,
+    lacks_header,
     s3_operation,
 )
 
@@ -338,6 +339,80 @@ def test_after_zero_bytes_nothing_of_the_request_reaches_the_server(proxy, upstr
     assert upstream.arrived == []
 
 
+def test_deny_answers_with_an_s3_error_in_the_servers_place_and_the_server_sees_nothing(proxy, upstream):
+    """A denied request is read whole, answered 403 with S3's error XML, and its connection closed; others pass."""
+    proxy.deny(
+        operations={"PutObject"}, match=lacks_header("x-amz-server-side-encryption"), message="Encrypt: <required>"
+    )
+    connection = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+    try:
+        connection.request("PUT", "/b/plain", body=b"p" * 200_000)
+        response = connection.getresponse()
+        body = response.read().decode()
+        assert response.status == 403
+        assert response.getheader("Connection") == "close"
+        assert "<Code>AccessDenied</Code><Message>Encrypt: &lt;required&gt;</Message>" in body
+        assert "<Resource>/b/plain</Resource>" in body
+    finally:
+        connection.close()
+    again = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+    try:
+        again.request("PUT", "/b/sealed", body=b"s" * 10, headers={"x-amz-server-side-encryption": "AES256"})
+        assert again.getresponse().read().decode() == "PUT /b/sealed 10"
+        assert send(again, "GET", "/b/plain") == "GET /b/plain 0"  # not a PutObject: untouched
+    finally:
+        again.close()
+    upstream.settle()
+    assert upstream.arrived == [("PUT", "/b/sealed", 10), ("GET", "/b/plain", 0)]
+    assert [(request.operation, request.denied) for request in proxy.requests] == [
+        ("PutObject", True),
+        ("PutObject", False),
+        ("GetObject", False),
+    ]
+    assert [request.head.path for request in proxy.denials] == ["/b/plain"]
+    proxy.pass_through()
+    last = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+    try:
+        assert send(last, "PUT", "/b/plain", b"p") == "PUT /b/plain 1"
+    finally:
+        last.close()
+
+
+def test_a_denied_request_expecting_100_continue_is_answered_before_its_body(proxy, upstream):
+    """Like S3, the proxy answers a request that waits for ``100 Continue`` at once: its body is never sent."""
+    proxy.deny(operations={"PutObject"})
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as client:
+        client.sendall(b"PUT /b/k HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        answer = b""
+        while chunk := client.recv(65536):
+            answer += chunk
+            if b"</Error>" in answer:
+                break
+    assert answer.startswith(b"HTTP/1.1 403 Forbidden\r\n")
+    assert proxy.denials[0].operation == "PutObject"
+    upstream.settle()
+    assert upstream.arrived == []
+
+
+def test_a_lost_answer_lets_the_request_reach_the_server_whole_and_resets_the_client(proxy, upstream):
+    proxy.lose_answers(operations={"PutObject"}, times=1)
+    connection = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+    try:
+        with pytest.raises((ConnectionError, http.client.RemoteDisconnected)):
+            send(connection, "PUT", "/b/k", b"z" * 100_000)
+    finally:
+        connection.close()
+    wait_for(lambda: len(upstream.arrived) == 1)
+    assert upstream.arrived == [("PUT", "/b/k", 100_000)]  # carried out, unbeknown to the client
+    lost = proxy.requests[-1]
+    assert (lost.answer_lost, lost.cut, lost.forwarded == lost.length) == (True, False, True)
+    again = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+    try:
+        assert send(again, "PUT", "/b/k", b"z") == "PUT /b/k 1"  # used up
+    finally:
+        again.close()
+
+
 def test_refuse_refuses_new_connections_resets_open_ones_and_pass_through_reopens_the_port(proxy, upstream):
     kept = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
     try:
@@ -407,6 +482,8 @@ def test_bad_arguments_and_use_before_start_are_refused():
         proxy.cut_after(-1)
     with pytest.raises(ValueError, match="times must be >= 1"):
         proxy.cut_after(10, times=0)
+    with pytest.raises(ValueError, match="times must be >= 1"):
+        proxy.lose_answers(times=0)
     with pytest.raises(ValueError, match="names no host and port"):
         CuttingProxy.to("http://example.com")
     proxy.stop()  # never started: nothing to do
