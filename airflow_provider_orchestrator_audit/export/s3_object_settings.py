@@ -11,6 +11,7 @@ when the DAG is parsed, and gives each S3 call the arguments it takes.
 
 from __future__ import annotations
 
+import base64
 import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -225,6 +226,15 @@ class ObjectSettings:
         (one PUT), or of the parts' MD5s (multipart). Not so under SSE-KMS and SSE-C.
         """
         return self.encryption not in ("aws:kms", "aws:kms:dsse", "SSE-C")
+
+    @property
+    def secrets(self) -> list[str]:
+        """The SSE-C key as it may appear in a log line: as given, and base64-encoded as sent in the header."""
+        key = self.args.get("SSECustomerKey")
+        if key is None:
+            return []
+        raw = key.encode("utf-8") if isinstance(key, str) else key
+        return [base64.b64encode(raw).decode("ascii"), *([key] if isinstance(key, str) else [])]
 
     def describe(self) -> str:
         """The settings that protected buckets ask for, in words, without any key material."""

@@ -43,6 +43,12 @@ def _report_output(s3_hook: S3Hook, bucket: str, key: str) -> None:
     )
 
 
+def _mask_secret(secret: str) -> None:
+    from airflow.sdk.log import mask_secret
+
+    mask_secret(secret)
+
+
 def _file_etag(path: str) -> str:
     """The ETag S3 gives an object PUT in one request with the contents of ``path`` (unencrypted or SSE-S3)."""
     digest = hashlib.md5(usedforsecurity=False)
@@ -96,6 +102,8 @@ class S3Publisher:
         self.s3_hook = s3_hook
         self.bucket = bucket
         self.settings = settings or ObjectSettings.build(hook_extra_args=getattr(s3_hook, "extra_args", None))
+        for secret in self.settings.secrets:  # botocore logs request headers at DEBUG: the SSE-C key among them
+            _mask_secret(secret)
         # Keys whose ETag in a failed run's clean-up is computed here, not S3's answer to the write.
         self._predicted: set[str] = set()
         self._created = datetime.now(UTC)

@@ -43,6 +43,8 @@ MAX_HEAD_BYTES = 64 * 1024
 _RECV_BYTES = 256 * 1024
 _ACCEPT_POLL_SECONDS = 0.05
 _CONNECT_TIMEOUT_SECONDS = 5.0
+# How long a request whose answer is to be lost waits for that answer before the client is reset anyway.
+_ANSWER_WAIT_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -359,6 +361,7 @@ class _Connection:
     threads: list[threading.Thread] = field(default_factory=list)
     denying: _DenyRule | None = None  # the rule answering the request in progress, not forwarded
     losing: bool = False  # the request in progress goes through whole, but its answer is dropped
+    answer_dropped: threading.Event = field(default_factory=threading.Event)  # the server answered it
     answered: bool = False  # whether that answer was sent
 
 
@@ -566,8 +569,9 @@ class CuttingProxy:
         times: int | None = None,
     ) -> None:
         """
-        Let matching requests reach the server whole, then reset the client's connection before the answer
-        arrives: the server carries the request out, and the client cannot know. Replaces any earlier rule.
+        Let matching requests reach the server whole, and reset the client's connection when the server's
+        answer arrives, dropping it: the server has carried the request out, and the client cannot know.
+        Replaces any earlier rule.
 
         :param operations: only requests whose :func:`s3_operation` is one of these; None for any.
         :param match: only requests whose head this returns True for.
@@ -814,7 +818,9 @@ class CuttingProxy:
             request.forwarded += len(segment.data)
             if not segment.ends:
                 return True
-            # The server keeps its side open and answers into the void (the answers thread drops it).
+            # The client is reset once the server has answered (the answers thread drops the answer): by then
+            # the server has carried the request out, as when an answer is lost on its way back.
+            connection.answer_dropped.wait(_ANSWER_WAIT_SECONDS)
             _close_socket(connection.client, reset=True)
             return False
         if segment.starts:
@@ -893,5 +899,7 @@ class CuttingProxy:
                     return
                 if not connection.cut:
                     connection.client.sendall(data)
+                else:
+                    connection.answer_dropped.set()
         except OSError:
             self._close(connection, reset=True)

@@ -14,6 +14,7 @@ from airflow_provider_orchestrator_audit.exceptions import AuditExportError, Orc
 from airflow_provider_orchestrator_audit.export._s3_errors import unaborted_note
 from airflow_provider_orchestrator_audit.export.keys import DEFAULT_PREFIX, default_key
 from airflow_provider_orchestrator_audit.export.reader import WindowReader
+from airflow_provider_orchestrator_audit.export.s3_object_settings import ObjectSettings, ObjectSettingsError
 from airflow_provider_orchestrator_audit.export.s3_publisher import S3Publisher
 from airflow_provider_orchestrator_audit.export.s3_stream import StreamingUploads
 from airflow_provider_orchestrator_audit.export.spool import COMPRESSIONS, JsonLinesSpool
@@ -82,6 +83,14 @@ class AuditLogsToS3Operator(BaseOperator):
         fields, e.g. ``{"max_attempts": 4, "max_elapsed": 120}``. Default: ``RetryPolicy()``, up to 8
         attempts within 10 minutes; lower it where Airflow's own task retries should take over sooner. (Not
         to be confused with Airflow's ``retry_policy`` of the task itself, which this operator leaves alone.)
+    :param encrypt: write every object with SSE-S3 (``x-amz-server-side-encryption: AES256``).
+    :param acl_policy: a canned ACL for every object, e.g. ``"bucket-owner-full-control"``.
+    :param s3_extra_args: more settings of every object, as ``PutObject`` names them: SSE-KMS
+        (``{"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": ..., "BucketKeyEnabled": True}``), SSE-C,
+        ``StorageClass``, ``Tagging`` (a string or a dict), ``Metadata``, ``ContentType``, ... They go with
+        every write (``PutObject``, ``CreateMultipartUpload``, and where S3 needs them ``UploadPart``),
+        over the S3 hook's own ``extra_args``. Objects are ``application/x-ndjson``, or ``application/gzip``
+        with ``compression="gzip"``.
     """
 
     template_fields: Sequence[str] = ("s3_bucket", "s3_key", "window_start", "window_end", "s3_prefix")
@@ -103,6 +112,9 @@ class AuditLogsToS3Operator(BaseOperator):
         s3_prefix: str = DEFAULT_PREFIX,
         language: str | None = None,
         request_retry_policy: RetryPolicy | Mapping[str, Any] | None = None,
+        encrypt: bool = False,
+        acl_policy: str | None = None,
+        s3_extra_args: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -127,6 +139,10 @@ class AuditLogsToS3Operator(BaseOperator):
         self.s3_prefix = s3_prefix
         self.language = language
         self.request_retry_policy = _request_retry_policy(self.task_id, request_retry_policy)
+        self.encrypt = encrypt
+        self.acl_policy = acl_policy
+        self.s3_extra_args = dict(s3_extra_args) if isinstance(s3_extra_args, Mapping) else s3_extra_args
+        self.object_settings()  # a bad value fails the DAG's import, naming the task
         self._written: list[str] = []
 
     @cached_property
@@ -142,6 +158,19 @@ class AuditLogsToS3Operator(BaseOperator):
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
         return S3Hook(aws_conn_id=self.aws_conn_id)
+
+    def object_settings(self, hook_extra_args: Mapping[str, Any] | None = None) -> ObjectSettings:
+        """What every object is written with: ``encrypt``, ``acl_policy`` and ``s3_extra_args`` over the hook's."""
+        try:
+            return ObjectSettings.build(
+                encrypt=self.encrypt,
+                acl_policy=self.acl_policy,
+                s3_extra_args=self.s3_extra_args,
+                compression=self.compression,
+                hook_extra_args=hook_extra_args,
+            )
+        except ObjectSettingsError as error:
+            raise ObjectSettingsError(f"{self.task_id}: {error}") from None
 
     def resolve_window(self, context: Context) -> AuditWindow:
         """
@@ -174,7 +203,8 @@ class AuditLogsToS3Operator(BaseOperator):
         if not self.s3_bucket:
             raise OrchestratorConfigError(f"{self.task_id}: s3_bucket is empty")
         settings = self.orchestrator_hook.settings  # a bad connection fails here, before any request
-        publisher = S3Publisher(self.s3_hook, self.s3_bucket)
+        object_settings = self.object_settings(self.s3_hook.extra_args)
+        publisher = S3Publisher(self.s3_hook, self.s3_bucket, object_settings)
         publisher.check_bucket()
         key = self.s3_key or default_key(settings.organization, window, self.compression, self.s3_prefix)
         self.log.info(
@@ -186,7 +216,7 @@ class AuditLogsToS3Operator(BaseOperator):
         split = self.max_records_per_file is not None
         # Larger parts go up while the window is still being read; nothing is visible before the end.
         streamed = StreamingUploads(
-            self.s3_hook, self.s3_bucket, lambda index: S3Publisher.object_key(key, index, split=split)
+            self.s3_hook, self.s3_bucket, lambda index: S3Publisher.object_key(key, index, split=split), object_settings
         )
         try:
             with JsonLinesSpool(self.compression, self.max_records_per_file) as spool:

@@ -15,6 +15,7 @@ Each one proves three things:
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -29,13 +30,14 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import AirflowTaskTimeout
 from airflow.sdk.execution_time.timeout import timeout
+from botocore.exceptions import ClientError
 
 from airflow_provider_orchestrator_audit.exceptions import AuditExportError
 from airflow_provider_orchestrator_audit.export._s3_errors import endpoint_of
 from airflow_provider_orchestrator_audit.export.s3_stream import PART_SIZE
 from airflow_provider_orchestrator_audit.testing import AuditDataset, LocalOrchestratorServer
-from airflow_provider_orchestrator_audit.testing.proxy import CuttingProxy, ProxiedRequest
-from airflow_provider_orchestrator_audit.testing.s3 import LocalS3Server
+from airflow_provider_orchestrator_audit.testing.proxy import CuttingProxy, ProxiedRequest, lacks_header
+from airflow_provider_orchestrator_audit.testing.s3 import LOCAL_KMS_KEY_ID, LocalS3Server
 from airflow_provider_orchestrator_audit.timestamps import to_ticks
 from airflow_provider_orchestrator_audit.transfers.audit_logs_to_s3 import AuditLogsToS3Operator
 from tests.conftest import set_connection
@@ -584,3 +586,147 @@ def test_endpoints_in_messages_never_carry_user_info():
         meta = Meta()
 
     assert endpoint_of(Client()) == "https://s3.example.com:8443/base"
+
+
+# --- protected buckets: encryption on every write path -----------------------------------------------------
+
+POLICY_DENIAL = "User: arn:aws:iam::111122223333:user/airflow is not authorized to perform: s3:PutObject"
+KMS = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": LOCAL_KMS_KEY_ID, "BucketKeyEnabled": True}
+CUSTOMER_KEY = bytes(range(100, 132))
+SSE_C = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": CUSTOMER_KEY}
+
+
+def header_values(proxy: CuttingProxy, operation: str, header: str) -> list[str | None]:
+    return [request.head.header(header) for request in proxy.requests if request.operation == operation]
+
+
+def test_a_bucket_that_requires_encryption_refuses_a_multipart_export_without_it(
+    storage, orchestrator_source, proxy, bucket, monkeypatch, caplog, capfd
+):
+    """
+    The bucket refuses every upload without ``x-amz-server-side-encryption``. The window's first 5 MiB part
+    needs a multipart upload, which is refused while the window is still being read: the task fails at once,
+    naming the object, the bucket, the header and the parameter, and nothing is left (no object, no upload).
+    With ``encrypt=True`` the multipart object is written whole, stored with SSE-S3.
+    """
+    use_s3(monkeypatch, storage, proxy.url)
+    caplog.set_level(logging.INFO)
+    proxy.deny(
+        operations={"PutObject", "CreateMultipartUpload"},
+        match=lacks_header("x-amz-server-side-encryption"),
+        message=POLICY_DENIAL,
+    )
+    with pytest.raises(AuditExportError) as failure:
+        export(bucket)
+    message = str(failure.value)
+    assert message.startswith(
+        f"Writing s3://{bucket}/w.jsonl failed while the window was still being read, starting its multipart upload: "
+        f"AccessDenied: {POLICY_DENIAL}. Nothing of this run is visible in the bucket. S3 refused the write: bucket "
+        f"{bucket!r} may require server-side encryption (a bucket policy that denies s3:PutObject without the "
+        "x-amz-server-side-encryption header, which this export did not send). Set encrypt=True on the operator"
+    ), message
+    assert [request.operation for request in proxy.denials] == ["CreateMultipartUpload"]
+    assert "UploadPart" not in proxy.operations()
+    assert_no_secrets(message + caplog.text + "".join(capfd.readouterr()))
+    assert_nothing_written(storage, bucket)
+
+    proxy.clear_log()
+    export(bucket, encrypt=True)
+    assert proxy.denials == []
+    assert header_values(proxy, "CreateMultipartUpload", "x-amz-server-side-encryption") == ["AES256"]
+    assert header_values(proxy, "CreateMultipartUpload", "Content-Type") == ["application/x-ndjson"]
+    assert_exact(storage, bucket, orchestrator_source, HOUR, ["w.jsonl"])
+    head = storage.client().head_object(Bucket=bucket, Key="w.jsonl")
+    assert head["ServerSideEncryption"] == "AES256"
+    assert head["ETag"].endswith('-3"')  # two 5 MiB parts and the tail
+
+
+def test_multipart_objects_are_written_with_sse_kms(storage, orchestrator_source, proxy, bucket, monkeypatch):
+    """
+    SSE-KMS through SeaweedFS's local KMS: the settings go with CreateMultipartUpload only (S3 refuses them on
+    UploadPart), and the completed object is stored under the key.
+    """
+    use_s3(monkeypatch, storage, proxy.url)
+    export(bucket, s3_extra_args=KMS)
+    assert header_values(proxy, "CreateMultipartUpload", "x-amz-server-side-encryption") == ["aws:kms"]
+    assert header_values(proxy, "CreateMultipartUpload", "x-amz-server-side-encryption-aws-kms-key-id") == [
+        LOCAL_KMS_KEY_ID
+    ]
+    assert header_values(proxy, "UploadPart", "x-amz-server-side-encryption") == [None] * 3
+    assert_exact(storage, bucket, orchestrator_source, HOUR, ["w.jsonl"])
+    head = storage.client().head_object(Bucket=bucket, Key="w.jsonl")
+    assert head["ServerSideEncryption"] == "aws:kms" and head["SSEKMSKeyId"]
+
+
+def test_multipart_objects_are_written_with_sse_c(storage, orchestrator_source, proxy, bucket, monkeypatch):
+    """
+    SSE-C: S3 needs the customer's key with every part and with the completion, and every read after; the
+    object cannot even be HEAD without it. Airflow's secrets masker knows the key as sent in the header
+    (botocore logs request headers at DEBUG).
+    """
+    from airflow.sdk._shared.secrets_masker import redact
+
+    use_s3(monkeypatch, storage, proxy.url)
+    result = export(bucket, s3_extra_args=SSE_C, max_records_per_file=ENTRIES_PER_HOUR // 2)
+    sent_key = base64.b64encode(CUSTOMER_KEY).decode("ascii")
+    assert redact(f"x-amz-server-side-encryption-customer-key: {sent_key}") == (
+        "x-amz-server-side-encryption-customer-key: ***"
+    )
+    keys = ["w.part-00000.jsonl", "w.part-00001.jsonl"]
+    assert result["objects"] == [f"s3://{bucket}/{key}" for key in keys]
+    for operation, count in (("CreateMultipartUpload", 2), ("UploadPart", 4), ("CompleteMultipartUpload", 2)):
+        assert header_values(proxy, operation, "x-amz-server-side-encryption-customer-algorithm") == ["AES256"] * count
+        assert all(header_values(proxy, operation, "x-amz-server-side-encryption-customer-key")), operation
+    client = storage.client()
+    assert storage.list_keys(bucket) == keys and open_uploads(storage, bucket) == []
+    lines: list[str] = []
+    for key in keys:
+        with pytest.raises(ClientError) as without_key:
+            client.head_object(Bucket=bucket, Key=key)
+        assert without_key.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+        body = client.get_object(Bucket=bucket, Key=key, **SSE_C)["Body"].read().decode("utf-8")
+        lines.extend(body.splitlines())
+    written = sorted(json.dumps(json.loads(line), sort_keys=True, ensure_ascii=False) for line in lines)
+    assert written == expected_window(orchestrator_source, HOUR)
+
+
+@pytest.mark.parametrize("encryption", ["sse-s3", "sse-kms"])
+def test_a_put_whose_answer_is_lost_is_removed_or_named_by_its_etag(
+    storage, orchestrator_source, proxy, bucket, monkeypatch, caplog, capfd, encryption
+):
+    """
+    S3 stores the single PutObject, but its answer is lost on every attempt: the task fails, and the object
+    it may have made is looked at. Under SSE-S3 its ETag is the MD5 of the body, so it is recognised as this
+    run's and removed. Under SSE-KMS the ETag is no MD5 of the content, so whose object it is cannot be
+    told: it is left, and the message names it as possibly visible. The rerun writes the window either way.
+    """
+    settings: dict[str, Any] = {"encrypt": True} if encryption == "sse-s3" else {"s3_extra_args": KMS}
+    use_s3(monkeypatch, storage, proxy.url)
+    caplog.set_level(logging.INFO)
+    proxy.lose_answers(operations={"PutObject"})
+    with pytest.raises(AuditExportError) as failure:
+        export(bucket, FIVE_MINUTES, key="small.jsonl", **settings)
+    message = str(failure.value)
+    assert [request.answer_lost for request in proxy.requests if request.operation == "PutObject"] == [True] * ATTEMPTS
+    assert message.startswith(
+        f"Writing s3://{bucket}/small.jsonl failed: ConnectionClosedError: Connection was closed before we received "
+        f'a valid response from endpoint URL: "{proxy.url}/{bucket}/small.jsonl". '
+    ), message
+    assert_no_secrets(message + caplog.text + "".join(capfd.readouterr()))
+    if encryption == "sse-s3":
+        assert message.endswith(" Nothing of this run is visible in the bucket. " + advice(proxy.url)), message
+        assert "DeleteObject" in proxy.operations()
+        assert_nothing_written(storage, bucket)
+    else:
+        assert message.endswith(
+            f" s3://{bucket}/small.jsonl may be visible without the rest of the window: S3 did not confirm this run's "
+            "write, and an object encrypted with SSE-KMS or SSE-C has an ETag that is not the MD5 of its content, so "
+            "whether it is this run's object or another run's cannot be told; it was left in place (delete it unless "
+            "another run wrote this window since, or let the rerun overwrite it). " + advice(proxy.url)
+        ), message
+        assert "DeleteObject" not in proxy.operations()
+        assert storage.list_keys(bucket) == ["small.jsonl"]
+
+    proxy.pass_through()
+    export(bucket, FIVE_MINUTES, key="small.jsonl", **settings)
+    assert_exact(storage, bucket, orchestrator_source, FIVE_MINUTES, ["small.jsonl"])
