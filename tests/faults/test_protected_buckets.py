@@ -4,8 +4,8 @@ bucket that refuses uploads without ``x-amz-server-side-encryption``.
 
 Each export is a real ``dag.test()`` run against the local Orchestrator and SeaweedFS (which stores SSE-S3,
 SSE-KMS through its built-in local KMS, and SSE-C objects, and says so in their HEAD). The refusing bucket
-is SeaweedFS behind :class:`CuttingProxy`, which answers every ``PutObject`` and ``CreateMultipartUpload``
-without the header with the ``AccessDenied`` a bucket policy gives (SeaweedFS enforces no such policy itself).
+is SeaweedFS enforcing the bucket policy AWS documents for that, or SeaweedFS behind :class:`CuttingProxy`,
+which answers every ``PutObject`` and ``CreateMultipartUpload`` without the header with ``AccessDenied``.
 Bad values of the new arguments are import errors of the DAG file, naming the task. The multipart paths of
 the same settings are in ``test_storage_faults.py``.
 """
@@ -13,6 +13,7 @@ the same settings are in ``test_storage_faults.py``.
 from __future__ import annotations
 
 import gzip
+import json
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -101,6 +102,59 @@ def test_a_bucket_that_requires_encryption_refuses_the_export_without_it_and_tak
     head = s3_server.client().head_object(Bucket=bucket, Key=KEY)
     assert head["ServerSideEncryption"] == "AES256"
     assert head["ContentType"] == "application/x-ndjson"
+
+
+def require_encryption_by_policy(s3_server: LocalS3Server, bucket: str) -> None:
+    """The bucket policy AWS documents for buckets that take only encrypted uploads; SeaweedFS enforces it."""
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "DenyUnencryptedUploads",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:PutObject",
+                "Resource": f"arn:aws:s3:::{bucket}/*",
+                "Condition": {"Null": {"s3:x-amz-server-side-encryption": "true"}},
+            }
+        ],
+    }
+    s3_server.client().put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
+
+
+@pytest.mark.parametrize(
+    ("settings", "encryption"),
+    [
+        ({"encrypt": True}, "AES256"),
+        ({"s3_extra_args": {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": LOCAL_KMS_KEY_ID}}, "aws:kms"),
+    ],
+    ids=["sse-s3", "sse-kms"],
+)
+def test_a_bucket_policy_that_requires_encryption_is_met_by_the_operators_settings(
+    orchestrator, orchestrator_conn, bucket, s3_server, settings, encryption
+):
+    """
+    The same refusal from SeaweedFS itself, enforcing the bucket policy: the export without settings fails
+    with S3's own AccessDenied and the advice, leaving nothing; with SSE-S3 or SSE-KMS it is written.
+
+    (SeaweedFS 4.48 applies such a policy to CompleteMultipartUpload as well, which has no encryption header
+    in S3's API, so a window large enough for a multipart upload cannot pass it at all; the multipart path
+    is refused and met through the proxy in test_storage_faults.py.)
+    """
+    require_encryption_by_policy(s3_server, bucket)
+    run = run_export("protected_bucket_policy_plain", export_kwargs(orchestrator_conn, bucket))
+    assert_failed_cleanly(
+        run,
+        s3_server,
+        bucket,
+        AuditExportError,
+        f"Writing s3://{bucket}/{KEY} failed: AccessDenied: Access Denied. Nothing of this run is visible in the "
+        f"bucket. S3 refused the write: bucket {bucket!r} may require server-side encryption",
+        "Set encrypt=True on the operator (SSE-S3)",
+    )
+    run = run_export("protected_bucket_policy_met", export_kwargs(orchestrator_conn, bucket, **settings))
+    assert_exact_export(run, orchestrator, s3_server, bucket)
+    assert s3_server.client().head_object(Bucket=bucket, Key=KEY)["ServerSideEncryption"] == encryption
 
 
 def test_every_part_of_a_split_gzip_window_carries_every_setting(

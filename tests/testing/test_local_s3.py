@@ -94,6 +94,35 @@ def test_objects_are_stored_with_sse_s3_sse_kms_and_sse_c(server: LocalS3Server)
     assert [server.get_object_bytes(BUCKET, key) for key in ("sse/s3", "sse/kms")] == [b"s3", b"kms"]
 
 
+def occurrences_on_disk(server: LocalS3Server, marker: bytes) -> int:
+    """How often ``marker`` appears in the files SeaweedFS keeps its data in."""
+    return sum(path.read_bytes().count(marker) for path in (server.data_dir / "data").rglob("*") if path.is_file())
+
+
+def test_encrypted_objects_are_not_stored_in_plaintext(server: LocalS3Server) -> None:
+    """What the HEAD says is true on disk: a plain object's bytes are in SeaweedFS's files, an encrypted one's are not."""
+    client = server.client()
+    bodies = {}
+    for key, settings in (
+        ("plain", {}),
+        ("sse-s3", {"ServerSideEncryption": "AES256"}),
+        ("sse-kms", {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": LOCAL_KMS_KEY_ID}),
+        ("sse-c", {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": os.urandom(32)}),
+    ):
+        # Random bytes around the marker: nothing for SeaweedFS to compress it away with.
+        marker = f"marker-{key}-{os.urandom(8).hex()}".encode()
+        bodies[key] = marker
+        client.put_object(
+            Bucket=BUCKET, Key=f"at-rest/{key}", Body=os.urandom(4096) + marker + os.urandom(4096), **settings
+        )
+    assert {key: occurrences_on_disk(server, marker) for key, marker in bodies.items()} == {
+        "plain": 1,
+        "sse-s3": 0,
+        "sse-kms": 0,
+        "sse-c": 0,
+    }
+
+
 def test_create_bucket_is_idempotent(server: LocalS3Server) -> None:
     server.create_bucket("local-s3-twice")
     server.create_bucket("local-s3-twice")
