@@ -12,6 +12,7 @@ the same settings are in ``test_storage_faults.py``.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 from collections import Counter
@@ -19,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
 
 from airflow_provider_orchestrator_audit.exceptions import AuditExportError
 from airflow_provider_orchestrator_audit.testing.proxy import CuttingProxy, lacks_header
@@ -228,6 +230,27 @@ def test_an_empty_window_is_written_with_sse_kms(orchestrator, orchestrator_conn
     head = s3_server.client().head_object(Bucket=bucket, Key=KEY)
     assert head["ServerSideEncryption"] == "aws:kms"
     assert head["SSEKMSKeyId"]  # the local KMS's id of the key behind the alias
+
+
+def test_a_window_is_written_with_sse_c_through_airflow(orchestrator, orchestrator_conn, bucket, s3_server):
+    """
+    SSE-C from a DAG file: the key (32 raw bytes) survives Airflow's parsing and serialization of the task,
+    the object can be read with it only, and Airflow's secrets masker knows the key as the header sends it.
+    """
+    from airflow.sdk._shared.secrets_masker import redact
+
+    customer_key = bytes(range(64, 96))
+    sse_c = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": customer_key}
+    run = run_export("protected_bucket_sse_c", export_kwargs(orchestrator_conn, bucket, s3_extra_args=sse_c))
+    assert run.state == "success", f"the export failed: {run.error!r}"
+    client = s3_server.client()
+    with pytest.raises(ClientError):
+        client.head_object(Bucket=bucket, Key=KEY)
+    assert client.head_object(Bucket=bucket, Key=KEY, **sse_c)["SSECustomerAlgorithm"] == "AES256"
+    body = client.get_object(Bucket=bucket, Key=KEY, **sse_c)["Body"].read().decode("utf-8")
+    assert Counter(body.splitlines()) == Counter(window_lines(orchestrator))
+    sent_key = base64.b64encode(customer_key).decode("ascii")
+    assert redact(f"key {sent_key}") == "key ***"
 
 
 @pytest.mark.parametrize(
