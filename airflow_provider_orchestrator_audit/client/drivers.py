@@ -82,7 +82,10 @@ class OrchestratorAuditClient:
         api_version: str | None = None,
     ) -> AuditLogPage:
         """One page of audit entries; see :class:`~.exchanges.AuditLogQuery` for the parameters."""
-        query = AuditLogQuery(top, skip, sort_by, sort_order, language, api_version)
+        return self.fetch_page(AuditLogQuery(top, skip, sort_by, sort_order, language, api_version))
+
+    def fetch_page(self, query: AuditLogQuery) -> AuditLogPage:
+        """The page ``query`` asks for, retried as the client's policy allows."""
         return self._run(fetch_audit_page(self.settings, self.retry_policy, query))
 
     def access_token(self) -> str:
@@ -170,7 +173,10 @@ class AsyncOrchestratorAuditClient:
         api_version: str | None = None,
     ) -> AuditLogPage:
         """One page of audit entries; see :class:`~.exchanges.AuditLogQuery` for the parameters."""
-        query = AuditLogQuery(top, skip, sort_by, sort_order, language, api_version)
+        return await self.fetch_page(AuditLogQuery(top, skip, sort_by, sort_order, language, api_version))
+
+    async def fetch_page(self, query: AuditLogQuery) -> AuditLogPage:
+        """The page ``query`` asks for, retried as the client's policy allows."""
         return await self._run(fetch_audit_page(self.settings, self.retry_policy, query))
 
     async def access_token(self) -> str:

@@ -81,14 +81,8 @@ class ConnectionSettings:
             return OrchestratorConfigError(f"Connection {conn_id!r}: {text}")
 
         extra = _extra_dict(conn, problem)
-
         base_url = _base_url(conn, problem)
-        organization = (_extra_value(extra, "organization") or "").strip().strip("/")
-        if not organization:
-            raise problem(
-                "extra 'organization' is required: the organization name that follows the host in your "
-                "Orchestrator URL, e.g. 'acme' for https://cloud.uipath.com/acme"
-            )
+        organization = _organization(extra, problem)
         access_token = _extra_value(extra, "access_token") or None
         client_id = conn.login or None
         client_secret = conn.password or None
@@ -97,9 +91,6 @@ class ConnectionSettings:
                 "no credentials: set Login/Password to the external application's client id and client "
                 "secret, or set extra 'access_token' to a personal access token"
             )
-        token_url = (_extra_value(extra, "token_url") or "").strip().rstrip("/")
-        if token_url and urlsplit(token_url).scheme not in ("http", "https"):
-            raise problem(f"extra 'token_url' must be an http(s) URL, got {token_url!r}")
         return cls(
             conn_id=conn_id,
             base_url=base_url,
@@ -108,7 +99,7 @@ class ConnectionSettings:
             client_secret=client_secret,
             access_token=access_token,
             scope=(_extra_value(extra, "scope") or DEFAULT_SCOPE).strip(),
-            token_url=token_url,
+            token_url=_token_url(extra, problem),
             verify=_verify(_extra_value(extra, "verify")),
             timeout=_timeout(_extra_value(extra, "timeout"), problem),
         )
@@ -137,6 +128,23 @@ def _extra_value(extra: dict[str, Any], name: str) -> Any:
     if value in (None, ""):
         value = extra.get(f"extra__{CONN_TYPE}__{name}")
     return None if value == "" else value
+
+
+def _organization(extra: dict[str, Any], problem: Any) -> str:
+    organization = (_extra_value(extra, "organization") or "").strip().strip("/")
+    if not organization:
+        raise problem(
+            "extra 'organization' is required: the organization name that follows the host in your "
+            "Orchestrator URL, e.g. 'acme' for https://cloud.uipath.com/acme"
+        )
+    return str(organization)
+
+
+def _token_url(extra: dict[str, Any], problem: Any) -> str:
+    token_url = (_extra_value(extra, "token_url") or "").strip().rstrip("/")
+    if token_url and urlsplit(token_url).scheme not in ("http", "https"):
+        raise problem(f"extra 'token_url' must be an http(s) URL, got {token_url!r}")
+    return str(token_url)
 
 
 def _base_url(conn: Connection, problem: Any) -> str:
