@@ -6,7 +6,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypeVar, cast
 
 import httpx
 
@@ -108,7 +108,7 @@ class OrchestratorAuditClient:
             try:
                 step = exchange.send(reply)
             except StopIteration as done:
-                return done.value
+                return cast(T, done.value)
             if isinstance(step, Send):
                 hold = self._resume_at - time.monotonic()
                 if hold > 0:
@@ -199,7 +199,7 @@ class AsyncOrchestratorAuditClient:
             try:
                 step = exchange.send(reply)
             except StopIteration as done:
-                return done.value
+                return cast(T, done.value)
             if isinstance(step, Send):
                 hold = self._resume_at - time.monotonic()
                 if hold > 0:

@@ -49,7 +49,8 @@ class RetryPolicy:
 
     def backoff(self, retry_number: int, rng: Callable[[], float] = random.random) -> float:
         """Full-jitter backoff before retry ``retry_number`` (1 for the first retry)."""
-        ceiling = min(self.backoff_max, self.backoff_base * 2 ** (retry_number - 1))
+        # The exponent is capped: 2.0 ** 1024 overflows, and the ceiling stops growing long before.
+        ceiling: float = min(self.backoff_max, self.backoff_base * 2.0 ** min(retry_number - 1, 64))
         return ceiling * rng()
 
     def start(self, clock: Callable[[], float] = time.monotonic) -> RetryState:

@@ -21,6 +21,7 @@ def test_backoff_grows_and_is_capped():
     policy = RetryPolicy(backoff_base=1, backoff_max=8)
     assert [policy.backoff(n, rng=lambda: 1.0) for n in range(1, 7)] == [1, 2, 4, 8, 8, 8]
     assert policy.backoff(3, rng=lambda: 0.0) == 0
+    assert policy.backoff(5000, rng=lambda: 1.0) == 8  # no overflow however many attempts a policy allows
 
 
 def test_attempts_and_time_are_bounded():
