@@ -98,6 +98,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--removals-per-request", type=_non_negative_int, default=0, help="expired entries before each audit page"
     )
     serve.add_argument(
+        "--late-per-request",
+        type=_non_negative_int,
+        default=0,
+        help="entries recorded late before each audit page, below the newest entry",
+    )
+    serve.add_argument(
+        "--late-max-lag-seconds",
+        type=_non_negative_float,
+        default=3600.0,
+        help="how far below the newest entry a late entry's createdOn may lie (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--late-min-lag-seconds", type=_non_negative_float, default=0.0, help="the least lag of a late entry"
+    )
+    serve.add_argument(
+        "--late-burst-every", type=_positive_int, default=None, help="every Nth audit request records a burst"
+    )
+    serve.add_argument(
+        "--late-burst-size", type=_non_negative_int, default=0, help="late entries in each burst (default: 0)"
+    )
+    serve.add_argument(
         "--throttle-every", type=_positive_int, default=None, help="answer every Nth audit request with 429"
     )
     serve.add_argument(
@@ -141,6 +162,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             page_size_cap=args.page_size_cap,
             arrivals_per_request=args.arrivals_per_request,
             removals_per_request=args.removals_per_request,
+            late_per_request=args.late_per_request,
+            late_max_lag_seconds=args.late_max_lag_seconds,
+            late_min_lag_seconds=args.late_min_lag_seconds,
+            late_burst_every=args.late_burst_every,
+            late_burst_size=args.late_burst_size,
             throttle_every=args.throttle_every,
             error_every=args.error_every,
             reset_every=args.reset_every,

@@ -10,13 +10,16 @@ The data set reproduces the hazards of Orchestrator's audit API that an exporter
 * runs of entries share the exact same ``createdOn`` (tie groups, occasionally 20-60 long) and the
   order inside a tie group changes from one request to the next;
 * the visible part of the log drifts: :meth:`AuditDataset.append` adds the newest entries,
-  :meth:`AuditDataset.expire` removes the oldest (retention);
+  :meth:`AuditDataset.expire` removes the oldest (retention), and :meth:`AuditDataset.record_late`
+  inserts entries whose ``createdOn`` lies below the newest ones (an audit pipeline catching up
+  after a delay), anywhere in the listing;
 * ``createdOn`` uses all seven fractional digits, names and messages carry non-ASCII text, quotes,
   backslashes, newlines and U+2028, and some entries carry fields the documentation does not list.
 """
 
 from __future__ import annotations
 
+import bisect
 import random
 import threading
 from collections.abc import Callable, Iterable
@@ -28,7 +31,7 @@ from typing import Any
 
 from airflow_provider_orchestrator_audit.timestamps import TICKS_PER_SECOND, Ticks, parse_timestamp
 
-__all__ = ["DEFAULT_START", "DOCUMENTED_FIELDS", "AuditDataset", "SortTooLargeError"]
+__all__ = ["DEFAULT_START", "DOCUMENTED_FIELDS", "LATE_INDEX_BASE", "AuditDataset", "LogView", "SortTooLargeError"]
 
 #: Ticks of entry 0 unless told otherwise: 2026-01-01T00:00:00Z.
 DEFAULT_START: Ticks = parse_timestamp("2026-01-01T00:00:00Z")
@@ -45,6 +48,9 @@ DOCUMENTED_FIELDS: tuple[str, ...] = (
     "detailsVersion",
     "source",
 )
+
+#: Indices of entries recorded late start here, far above any regular index.
+LATE_INDEX_BASE = 1 << 48
 
 _EPOCH_DATE = date(1970, 1, 1)
 _MASK64 = (1 << 64) - 1
@@ -283,6 +289,27 @@ def _minute_text(minutes: int) -> str:
     return f"{(_EPOCH_DATE + timedelta(days=day)).isoformat()}T{hour:02d}:{minute:02d}:"
 
 
+@dataclass(frozen=True)
+class LogView:
+    """
+    One consistent state of the visible log: regular indices ``[low, high)`` plus the entries recorded late.
+
+    :param low: the oldest visible regular index.
+    :param high: one past the newest visible regular index.
+    :param late: the visible entries recorded late as ``(ticks, index, boundary)``, oldest first, where
+        ``boundary`` is the first regular index with a strictly newer ``createdOn``.
+    """
+
+    low: int
+    high: int
+    late: tuple[tuple[Ticks, int, int], ...] = ()
+
+    @property
+    def total(self) -> int:
+        """How many entries are visible."""
+        return self.high - self.low + len(self.late)
+
+
 class AuditDataset:
     """
     An effectively unbounded, deterministic audit log of which a window ``[low, high)`` is visible.
@@ -341,7 +368,10 @@ class AuditDataset:
         self._lock = threading.Lock()
         self._low = 0
         self._high = size
-        self._sorted_cache: tuple[tuple[str, bool, int, int], list[int]] | None = None
+        # Entries recorded late, ``(ticks, index, boundary)`` sorted by (ticks, index); see record_late().
+        self._late: list[tuple[Ticks, int, int]] = []
+        self._late_ticks: dict[int, Ticks] = {}
+        self._sorted_cache: tuple[tuple[str, bool, int, int, int], list[int]] | None = None
         # Per-instance caches: a module-level cache would mix entries of data sets with other seeds.
         self._render_cached: Callable[[int, Ticks], bytes] = lru_cache(maxsize=cache_size)(self._render)
         self._burst_of_block: Callable[[int], tuple[int, int]] = lru_cache(maxsize=4096)(self._compute_burst)
@@ -450,7 +480,7 @@ class AuditDataset:
 
         :param i: an entry index (``>= 0``); visibility is not checked.
         """
-        created_on, kind, user, message, details, extra = self._parts(i, self.ticks(i))
+        created_on, kind, user, message, details, extra = self._parts(i, self._ticks_of(i))
         item: dict[str, Any] = {
             "createdOn": created_on,
             "category": kind.category,
@@ -474,7 +504,13 @@ class AuditDataset:
 
         :param i: an entry index (``>= 0``); visibility is not checked.
         """
-        return self._render_cached(i, self.ticks(i))
+        return self._render_cached(i, self._ticks_of(i))
+
+    def _ticks_of(self, i: int) -> Ticks:
+        """``createdOn`` of a regular or a late entry."""
+        if i >= LATE_INDEX_BASE:
+            return self._late_ticks[i]
+        return self.ticks(i)
 
     def _render(self, i: int, ticks: Ticks) -> bytes:
         # Assembled from pre-encoded pieces rather than json.dumps: a page of a thousand entries is
@@ -498,9 +534,55 @@ class AuditDataset:
 
     @property
     def total_count(self) -> int:
-        """How many entries are visible now."""
+        """How many entries are visible now, entries recorded late included."""
+        return self.view().total
+
+    def view(self) -> LogView:
+        """The visible log now, read atomically: pair a page with its ``totalCount`` through it."""
         with self._lock:
-            return self._high - self._low
+            low, high = self._low, self._high
+            late = self._late
+            if late:
+                # Late entries older than every visible regular entry went with retention.
+                first = next((k for k, item in enumerate(late) if item[2] > low), len(late))
+                return LogView(low, high, tuple(late[first:]))
+            return LogView(low, high)
+
+    def record_late(
+        self, n: int, *, max_lag_ticks: Ticks, min_lag_ticks: Ticks = 0, rng: random.Random | None = None
+    ) -> list[int]:
+        """
+        Record ``n`` entries late: each ``createdOn`` lies between ``min_lag_ticks`` and ``max_lag_ticks``
+        below the newest visible entry, so the entry lands inside the listing, not at its head.
+
+        Everything older than a late entry moves one position down in the newest-first order; nothing
+        newer moves. ``totalCount`` grows by ``n`` all the same.
+
+        :param n: how many entries (``>= 0``).
+        :param max_lag_ticks: the most a ``createdOn`` lies below the newest entry.
+        :param min_lag_ticks: the least.
+        :param rng: the random source of the lags; a fresh unseeded one when None.
+        :returns: the indices of the new entries.
+        """
+        if n < 0 or min_lag_ticks < 0 or max_lag_ticks < min_lag_ticks:
+            raise ValueError(f"record_late needs n >= 0 and 0 <= min_lag <= max_lag, got {n}, {min_lag_ticks}, {max_lag_ticks}")
+        rng = rng if rng is not None else random.Random()
+        added: list[int] = []
+        with self._lock:
+            if self._high <= self._low:
+                return added
+            newest = self.ticks(self._high - 1)
+            if self._late:
+                newest = max(newest, self._late[-1][0])
+            oldest = self.ticks(self._low)
+            for _ in range(n):
+                ticks = max(oldest, newest - rng.randint(min_lag_ticks, max_lag_ticks))
+                index = LATE_INDEX_BASE + len(self._late_ticks)
+                boundary = self._first_at_or_after(ticks + 1)
+                self._late_ticks[index] = ticks
+                bisect.insort(self._late, (ticks, index, boundary))
+                added.append(index)
+        return added
 
     def append(self, n: int) -> None:
         """
@@ -526,7 +608,8 @@ class AuditDataset:
 
     def set_visible_range(self, low: int, high: int) -> None:
         """
-        Make exactly the indices ``[low, high)`` visible, e.g. to undo drift between tests.
+        Make exactly the indices ``[low, high)`` visible, e.g. to undo drift between tests; entries
+        recorded late are dropped.
 
         :param low: the oldest visible index.
         :param high: one past the newest visible index.
@@ -535,6 +618,7 @@ class AuditDataset:
             raise ValueError(f"need 0 <= low <= high, got low={low}, high={high}")
         with self._lock:
             self._low, self._high = low, high
+            self._late.clear()
 
     # --- searching -----------------------------------------------------------------------------
 
@@ -568,14 +652,18 @@ class AuditDataset:
 
     def entries_between(self, start_ticks: Ticks, end_ticks: Ticks) -> list[dict[str, Any]]:
         """
-        The visible entries with ``start_ticks <= createdOn < end_ticks``, oldest first (index order).
+        The visible entries with ``start_ticks <= createdOn < end_ticks``, oldest first, late ones included.
 
         :param start_ticks: inclusive lower bound.
         :param end_ticks: exclusive upper bound.
         """
         a, b = self.index_range(start_ticks, end_ticks)
-        low, high = self.visible_range()
-        return [self.entry(i) for i in range(max(a, low), min(b, high))]
+        view = self.view()
+        items = [(self.ticks(i), i) for i in range(max(a, view.low), min(b, view.high))]
+        late = [(t, i) for t, i, _ in view.late if start_ticks <= t < end_ticks]
+        if late:
+            items = sorted(items + late)
+        return [self.entry(i) for _, i in items]
 
     # --- pages ---------------------------------------------------------------------------------
 
@@ -620,23 +708,77 @@ class AuditDataset:
         rng: random.Random | None = None,
         *,
         bounds: tuple[int, int] | None = None,
+        view: LogView | None = None,
     ) -> list[tuple[int, Ticks]]:
         """
         ``(index, ticks)`` of the entries at positions ``[skip, skip + top)`` of the ``createdOn`` order.
 
         With :attr:`shuffle_ties`, every tie group that overlaps the page is permuted as a whole
         before the page is cut out of it, so a group split by a page boundary may show different
-        members on either side in two requests.
+        members on either side in two requests. Entries recorded late take their place by
+        ``createdOn`` (before regular entries of the same ``createdOn``).
 
         :param skip: the first position (0 = newest when descending).
         :param top: how many positions at most.
         :param descending: newest first (the usual export order) or oldest first.
         :param rng: the request's random source for the tie order; a fresh unseeded one when None.
-        :param bounds: the visible ``(low, high)`` to use, so a caller can pair it with a count.
+        :param bounds: the visible regular ``(low, high)`` to use (no late entries), so a caller can
+            pair it with a count.
+        :param view: the visible log to use (see :meth:`view`); takes precedence over ``bounds``.
         """
         if skip < 0 or top < 0:
             raise ValueError(f"skip and top must be >= 0, got skip={skip}, top={top}")
-        low, high = bounds if bounds is not None else self.visible_range()
+        if view is None:
+            view = LogView(*bounds) if bounds is not None else self.view()
+        if not view.late:
+            return self._regular_items(skip, top, descending, rng, view.low, view.high)
+        total = view.total
+        if not descending:
+            # Oldest first is the newest-first listing read backwards.
+            end = min(total, skip + top)
+            if skip >= end:
+                return []
+            items = self._merged_newest_first(total - end, end - skip, rng, view)
+            items.reverse()
+            return items
+        return self._merged_newest_first(skip, top, rng, view)
+
+    def _merged_newest_first(
+        self, skip: int, top: int, rng: random.Random | None, view: LogView
+    ) -> list[tuple[int, Ticks]]:
+        """Positions ``[skip, skip + top)`` newest first, regular entries and late ones merged."""
+        low, high = view.low, view.high
+        end = min(view.total, skip + top)
+        if skip >= end:
+            return []
+        # Late entry j (0 = newest) sits after every regular entry newer than it and after the j newer
+        # late ones: its position is fixed by the view, so a page is cut without a full merge.
+        positions: list[int] = []
+        for j, (_ticks, _index, boundary) in enumerate(reversed(view.late)):
+            positions.append(high - min(max(boundary, low), high) + j)
+        before = bisect.bisect_left(positions, skip)
+        inside = bisect.bisect_left(positions, end) - before
+        regular = self._regular_items(skip - before, end - skip - inside, True, rng, low, high)
+        late_desc = view.late[::-1]
+        merged: list[tuple[int, Ticks]] = []
+        next_late = before
+        regular_iter = iter(regular)
+        for position in range(skip, end):
+            if next_late < len(positions) and positions[next_late] == position:
+                ticks, index, _boundary = late_desc[next_late]
+                merged.append((index, ticks))
+                next_late += 1
+            else:
+                item = next(regular_iter, None)
+                if item is None:
+                    break
+                merged.append(item)
+        return merged
+
+    def _regular_items(
+        self, skip: int, top: int, descending: bool, rng: random.Random | None, low: int, high: int
+    ) -> list[tuple[int, Ticks]]:
+        """Like :meth:`page_items` over the regular entries ``[low, high)`` alone."""
         end = min(high - low, skip + top)
         if skip >= end:
             return []
@@ -678,6 +820,7 @@ class AuditDataset:
         rng: random.Random | None = None,
         *,
         bounds: tuple[int, int] | None = None,
+        view: LogView | None = None,
     ) -> list[int]:
         """
         The indices at positions ``[skip, skip + top)`` of the ``createdOn`` order (see :meth:`page_items`).
@@ -687,8 +830,9 @@ class AuditDataset:
         :param descending: newest first or oldest first.
         :param rng: the request's random source for the order inside tie groups.
         :param bounds: the visible ``(low, high)`` to use.
+        :param view: the visible log to use, entries recorded late included.
         """
-        return [i for i, _ in self.page_items(skip, top, descending, rng, bounds=bounds)]
+        return [i for i, _ in self.page_items(skip, top, descending, rng, bounds=bounds, view=view)]
 
     def page(
         self, skip: int, top: int, descending: bool = True, rng: random.Random | None = None
@@ -711,6 +855,7 @@ class AuditDataset:
         rng: random.Random | None = None,
         *,
         bounds: tuple[int, int] | None = None,
+        view: LogView | None = None,
     ) -> list[bytes]:
         """
         Like :meth:`page`, each entry already serialised as by :meth:`entry_json`.
@@ -720,11 +865,14 @@ class AuditDataset:
         :param descending: newest first or oldest first.
         :param rng: the request's random source for the order inside tie groups.
         :param bounds: the visible ``(low, high)`` to use.
+        :param view: the visible log to use, entries recorded late included.
         """
         render = self._render_cached
-        return [render(i, t) for i, t in self.page_items(skip, top, descending, rng, bounds=bounds)]
+        return [render(i, t) for i, t in self.page_items(skip, top, descending, rng, bounds=bounds, view=view)]
 
-    def sorted_indices(self, field: str, descending: bool, *, bounds: tuple[int, int] | None = None) -> list[int]:
+    def sorted_indices(
+        self, field: str, descending: bool, *, bounds: tuple[int, int] | None = None, view: LogView | None = None
+    ) -> list[int]:
         """
         All visible indices ordered by ``field`` (a missing value sorts as ``""``), ties by index.
 
@@ -734,19 +882,23 @@ class AuditDataset:
         :param field: an entry field name, e.g. ``category`` or ``email``.
         :param descending: largest value first.
         :param bounds: the visible ``(low, high)`` to use.
+        :param view: the visible log to use, entries recorded late included.
         :raises SortTooLargeError: when more than :attr:`max_sort_entries` entries are visible.
         """
-        low, high = bounds if bounds is not None else self.visible_range()
-        if high - low > self.max_sort_entries:
+        if view is None:
+            view = LogView(*bounds) if bounds is not None else self.view()
+        low, high = view.low, view.high
+        if view.total > self.max_sort_entries:
             raise SortTooLargeError(
                 f"sorting by {field!r} needs all {high - low} visible entries in memory; "
                 f"this simulator does that for at most {self.max_sort_entries}: sort by createdOn instead"
             )
-        key = (field, descending, low, high)
+        key = (field, descending, low, high, len(view.late))
         cached = self._sorted_cache
         if cached is not None and cached[0] == key:
             return cached[1]
-        values = [(self.entry(i).get(field) or "", i) for i in range(low, high)]
+        late = [i for _, i, _ in view.late]
+        values = [(self.entry(i).get(field) or "", i) for i in [*range(low, high), *late]]
         values.sort(key=lambda pair: str(pair[0]), reverse=descending)
         order = [i for _, i in values]
         self._sorted_cache = (key, order)

@@ -43,6 +43,7 @@ from urllib.parse import parse_qsl, unquote
 
 from airflow_provider_orchestrator_audit.testing.dataset import DOCUMENTED_FIELDS, AuditDataset, SortTooLargeError
 from airflow_provider_orchestrator_audit.testing.faults import MUTATING_KINDS, Endpoint, Fault, FaultSchedule
+from airflow_provider_orchestrator_audit.timestamps import TICKS_PER_SECOND
 
 __all__ = ["AUDIT_SCOPES", "AuditRequest", "LocalOrchestratorServer", "ServerStats"]
 
@@ -62,6 +63,8 @@ _NOT_UTF8_MARK = "@@not-utf-8@@"
 _SORT_FIELDS: dict[str, str] = {name.lower(): name for name in DOCUMENTED_FIELDS}
 # The timeline of audit requests keeps the first this many (long benchmark runs make millions).
 _TIMELINE_LIMIT = 100_000
+# Keeps the random lags of late entries independent of the tie order drawn for the same request.
+_LATE_SALT = 0x1A7E_E27
 
 
 @dataclass(frozen=True)
@@ -433,8 +436,8 @@ class LocalOrchestratorServer:
 
     Use as a context manager (``with LocalOrchestratorServer() as server: ...``) or call
     :meth:`start` and :meth:`stop`. The attributes ``latency_seconds``, ``page_size_cap``,
-    ``arrivals_per_request``, ``removals_per_request`` and ``token_lifetime_seconds`` may be changed
-    while it runs; each request reads them when it arrives.
+    ``arrivals_per_request``, ``removals_per_request``, the ``late_*`` settings and
+    ``token_lifetime_seconds`` may be changed while it runs; each request reads them when it arrives.
 
     :param dataset: the audit log served; a default :class:`AuditDataset` when None.
     :param host: the interface to listen on.
@@ -449,6 +452,13 @@ class LocalOrchestratorServer:
     :param page_size_cap: the most entries one audit page holds, whatever ``top`` says; None for no cap.
     :param arrivals_per_request: entries that arrive at the newest end before each audit page.
     :param removals_per_request: entries that expire at the oldest end before each audit page.
+    :param late_per_request: entries recorded late before each audit page: their ``createdOn`` lies
+        between ``late_min_lag_seconds`` and ``late_max_lag_seconds`` below the newest entry, so they
+        land inside the listing and move only what is older (see :meth:`AuditDataset.record_late`).
+    :param late_max_lag_seconds: the most a late entry's ``createdOn`` lies below the newest entry.
+    :param late_min_lag_seconds: the least.
+    :param late_burst_every: every Nth audit request also records ``late_burst_size`` late entries at once.
+    :param late_burst_size: the size of such a burst.
     :param throttle_every: every Nth audit request gets 429 with ``Retry-After``.
     :param error_every: every Nth audit request gets a 503 with an HTML body.
     :param reset_every: every Nth audit request has its connection reset.
@@ -472,6 +482,11 @@ class LocalOrchestratorServer:
         page_size_cap: int | None = None,
         arrivals_per_request: int = 0,
         removals_per_request: int = 0,
+        late_per_request: int = 0,
+        late_max_lag_seconds: float = 3600.0,
+        late_min_lag_seconds: float = 0.0,
+        late_burst_every: int | None = None,
+        late_burst_size: int = 0,
         throttle_every: int | None = None,
         error_every: int | None = None,
         reset_every: int | None = None,
@@ -492,6 +507,11 @@ class LocalOrchestratorServer:
         self.page_size_cap = page_size_cap
         self.arrivals_per_request = arrivals_per_request
         self.removals_per_request = removals_per_request
+        self.late_per_request = late_per_request
+        self.late_max_lag_seconds = late_max_lag_seconds
+        self.late_min_lag_seconds = late_min_lag_seconds
+        self.late_burst_every = late_burst_every
+        self.late_burst_size = late_burst_size
         self.seed = seed
         self.verbose = verbose
         self.faults = FaultSchedule(throttle_every=throttle_every, error_every=error_every, reset_every=reset_every)
@@ -859,10 +879,23 @@ class LocalOrchestratorServer:
         # The log moves while a client pages: new activity at the head, retention at the tail.
         if self.arrivals_per_request > 0:
             self.dataset.append(self.arrivals_per_request)
+        late = self.late_per_request
+        if self.late_burst_every and serial % self.late_burst_every == 0:
+            late += self.late_burst_size
+        if late > 0:
+            # Entries recorded late: below the newest one, anywhere in the listing, as a pipeline
+            # catching up after a delay writes them.
+            self.dataset.record_late(
+                late,
+                max_lag_ticks=round(self.late_max_lag_seconds * TICKS_PER_SECOND),
+                min_lag_ticks=round(min(self.late_min_lag_seconds, self.late_max_lag_seconds) * TICKS_PER_SECOND),
+                rng=random.Random((self.seed * 2**32 + serial) ^ _LATE_SALT),
+            )
         if self.removals_per_request > 0:
             self.dataset.expire(self.removals_per_request)
-        low, high = self.dataset.visible_range()
-        total = high - low
+        view = self.dataset.view()
+        low, high = view.low, view.high
+        total = view.total
         count = max(0, total - skip) if top is None else top
         cap = self.page_size_cap
         if cap is not None:
@@ -870,10 +903,10 @@ class LocalOrchestratorServer:
         descending = sort_order == "desc"
         if sort_field == "createdOn":
             rng = random.Random(self.seed * 2**32 + serial)
-            entries = self.dataset.page_json(skip, count, descending, rng, bounds=(low, high))
+            entries = self.dataset.page_json(skip, count, descending, rng, view=view)
         else:
             try:
-                order = self.dataset.sorted_indices(sort_field, descending, bounds=(low, high))
+                order = self.dataset.sorted_indices(sort_field, descending, view=view)
             except SortTooLargeError as exc:
                 return _problem(400, f"Cannot sort by {sort_field}", str(exc)), None
             entries = [self.dataset.entry_json(i) for i in order[skip : skip + count]]
