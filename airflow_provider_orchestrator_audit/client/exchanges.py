@@ -127,12 +127,11 @@ class AuditLogQuery:
 
 def request_token(settings: ConnectionSettings, policy: RetryPolicy) -> Exchange[TokenGrant]:
     """Ask the identity server for an access token with the client-credentials grant."""
-    where = f"POST {settings.token_url}"
-    state = policy.start()
+    retries = _Retries(settings, f"POST {settings.token_url}", policy.start())
     while True:
         reply = yield Send(_token_request(settings))
         if isinstance(reply, httpx.TransportError):
-            yield from _wait_or_fail(state, None, where, _transport_problem(reply), settings)
+            yield from retries.wait_or_fail(_transport_problem(reply))
             continue
         if reply.status_code == 200:
             try:
@@ -143,12 +142,13 @@ def request_token(settings: ConnectionSettings, policy: RetryPolicy) -> Exchange
             # Handled outside the except block: the validation error quotes the body, which holds the token,
             # and must not travel on as the context of the error raised.
             quoted = token_body_excerpt(reply.content, settings.secrets)
-            advice = token_answer_advice(settings)
             # Asking again after a damaged answer only issues another token.
-            yield from _unusable_body(state, settings, where, reply, problem, damaged, quoted=quoted, advice=advice)
+            yield from retries.unusable_body(
+                reply, problem, damaged, quoted=quoted, advice=token_answer_advice(settings)
+            )
             continue
         if reply.status_code in RETRYABLE_STATUSES:
-            yield from _wait_as_asked(state, settings, where, reply)
+            yield from retries.wait_as_asked(reply)
             continue
         raise token_refused(settings, reply)
 
@@ -157,14 +157,14 @@ def fetch_audit_page(settings: ConnectionSettings, policy: RetryPolicy, query: A
     """``GET {baseURL}/audit_/api/auditlogs``: one page, retried as the policy allows."""
     url = httpx.URL(settings.audit_logs_url, params=query.params())
     where = f"GET {url}"
-    state = policy.start()
+    retries = _Retries(settings, where, policy.start())
     rejected: str | None = None
     refreshed = False
     while True:
         token = settings.access_token if settings.access_token else (yield NeedToken(rejected))
         reply = yield Send(_audit_request(url, token))
         if isinstance(reply, httpx.TransportError):
-            yield from _wait_or_fail(state, None, where, _transport_problem(reply), settings)
+            yield from retries.wait_or_fail(_transport_problem(reply))
             continue
         # The bearer token just sent is a secret too: a server that echoes the request must not get it quoted.
         sent = (token,)
@@ -174,7 +174,7 @@ def fetch_audit_page(settings: ConnectionSettings, policy: RetryPolicy, query: A
                 return parse_page(reply.content)
             except PageFormatError as exc:
                 problem, damaged = str(exc), exc.damaged
-            yield from _unusable_body(state, settings, where, reply, problem, damaged, sent=sent)
+            yield from retries.unusable_body(reply, problem, damaged, sent=sent)
             continue
         if status == 401 and not settings.uses_personal_access_token and not refreshed:
             # The token may have expired early or been revoked: one fresh token, one more try.
@@ -184,7 +184,7 @@ def fetch_audit_page(settings: ConnectionSettings, policy: RetryPolicy, query: A
         if status in (401, 403):
             raise api_refused(settings, where, reply)
         if status in RETRYABLE_STATUSES:
-            yield from _wait_as_asked(state, settings, where, reply, sent)
+            yield from retries.wait_as_asked(reply, sent)
             continue
         raise OrchestratorRequestError(
             f"Connection {settings.conn_id!r}: {where} failed with HTTP {status}: "
@@ -209,69 +209,79 @@ def _audit_request(url: httpx.URL, token: str) -> httpx.Request:
     return httpx.Request("GET", url, headers=headers)
 
 
-def _unusable_body(
-    state: RetryState,
-    settings: ConnectionSettings,
-    where: str,
-    reply: httpx.Response,
-    problem: str,
-    damaged: bool,
-    *,
-    sent: tuple[str, ...] = (),
-    quoted: str | None = None,
-    advice: str | None = None,
-) -> Generator[Step, Any, None]:
+@dataclass
+class _Retries:
     """
-    The damaged-body rule, for an HTTP 200 whose body cannot be used.
+    The retry decisions of one request: wait and try again, or fail saying why.
 
-    Well-formed JSON of another shape is what the server meant to send: asking again would get the
-    same document, so it fails at once. A body that is not JSON text at all (garbled, cut, not UTF-8,
-    a proxy's page) was damaged on its way and is asked for again like a 5xx, until
-    ``max_damaged_body_attempts`` answers came back damaged: a body that stays broken is not a hiccup.
-
-    :param damaged: the body is not JSON text at all.
-    :param quoted: the excerpt to quote; by default the body with the connection's secrets and ``sent`` masked.
+    :param where: the request as error messages name it, e.g. ``GET https://.../auditlogs?top=100``.
+    :param state: the attempts made so far.
     """
-    body = quoted or excerpt(reply.content, (*settings.secrets, *sent))
-    if not damaged:
-        raise bad_body_error(settings, where, reply, problem, body=body, advice=advice)
-    state.damaged_bodies += 1
-    if state.damaged_bodies >= state.policy.max_damaged_body_attempts:
-        raise bad_body_error(settings, where, reply, problem, attempts=state.damaged_bodies, body=body, advice=advice)
-    broken = f"HTTP 200 with a broken body ({problem})"
-    yield from _wait_or_fail(state, None, where, broken, settings, reply, sent, quoted=quoted)
 
+    settings: ConnectionSettings
+    where: str
+    state: RetryState
 
-def _wait_as_asked(
-    state: RetryState, settings: ConnectionSettings, where: str, reply: httpx.Response, sent: tuple[str, ...] = ()
-) -> Generator[Step, Any, None]:
-    """A retryable status (429, 5xx): wait as long as its ``Retry-After`` asks, else back off."""
-    retry_after = parse_retry_after(reply.headers.get("Retry-After"), reply.content)
-    yield from _wait_or_fail(state, retry_after, where, f"HTTP {reply.status_code}", settings, reply, sent)
+    def wait_as_asked(self, reply: httpx.Response, sent: tuple[str, ...] = ()) -> Generator[Step, Any, None]:
+        """A retryable status (429, 5xx): wait as long as its ``Retry-After`` asks, else back off."""
+        retry_after = parse_retry_after(reply.headers.get("Retry-After"), reply.content)
+        yield from self.wait_or_fail(f"HTTP {reply.status_code}", retry_after, reply, sent)
 
+    def unusable_body(
+        self,
+        reply: httpx.Response,
+        problem: str,
+        damaged: bool,
+        *,
+        sent: tuple[str, ...] = (),
+        quoted: str | None = None,
+        advice: str | None = None,
+    ) -> Generator[Step, Any, None]:
+        """
+        The damaged-body rule, for an HTTP 200 whose body cannot be used.
 
-def _wait_or_fail(
-    state: RetryState,
-    retry_after: float | None,
-    where: str,
-    problem: str,
-    settings: ConnectionSettings,
-    reply: httpx.Response | None = None,
-    sent: tuple[str, ...] = (),
-    *,
-    quoted: str | None = None,
-) -> Generator[Step, Any, None]:
-    wait, reason = state.next_wait(retry_after)
-    if wait is None:
-        if quoted is None and reply is not None and reply.content:
-            quoted = excerpt(reply.content, (*settings.secrets, *sent))
-        detail = f": {quoted}" if quoted else ""
-        raise OrchestratorRequestError(
-            f"Connection {settings.conn_id!r}: {where} failed with {problem}; {reason}{detail}. "
-            "The server may be down or throttling; raise the hook's retry limits or try again later."
-        )
-    log.warning("%s: %s; retrying in %.2fs (attempt %d)", where, problem, wait, state.attempts + 1)
-    yield Sleep(wait, shared=reply is not None and reply.status_code == 429)
+        Well-formed JSON of another shape is what the server meant to send: asking again would get the
+        same document, so it fails at once. A body that is not JSON text at all (garbled, cut, not UTF-8,
+        a proxy's page) was damaged on its way and is asked for again like a 5xx, until
+        ``max_damaged_body_attempts`` answers came back damaged: a body that stays broken is not a hiccup.
+
+        :param damaged: the body is not JSON text at all.
+        :param sent: the bearer token sent, masked in quotes of the body like the connection's secrets.
+        :param quoted: the excerpt to quote instead of the body with those secrets masked.
+        :param advice: what to check, instead of :func:`~.advice.bad_body_error`'s.
+        """
+        settings, where, state = self.settings, self.where, self.state
+        body = quoted or excerpt(reply.content, (*settings.secrets, *sent))
+        if not damaged:
+            raise bad_body_error(settings, where, reply, problem, body=body, advice=advice)
+        state.damaged_bodies += 1
+        if state.damaged_bodies >= state.policy.max_damaged_body_attempts:
+            raise bad_body_error(
+                settings, where, reply, problem, attempts=state.damaged_bodies, body=body, advice=advice
+            )
+        yield from self.wait_or_fail(f"HTTP 200 with a broken body ({problem})", None, reply, sent, quoted=quoted)
+
+    def wait_or_fail(
+        self,
+        problem: str,
+        retry_after: float | None = None,
+        reply: httpx.Response | None = None,
+        sent: tuple[str, ...] = (),
+        *,
+        quoted: str | None = None,
+    ) -> Generator[Step, Any, None]:
+        """Count a failed attempt; yield the wait before the next one, or raise when the policy says stop."""
+        wait, reason = self.state.next_wait(retry_after)
+        if wait is None:
+            if quoted is None and reply is not None and reply.content:
+                quoted = excerpt(reply.content, (*self.settings.secrets, *sent))
+            detail = f": {quoted}" if quoted else ""
+            raise OrchestratorRequestError(
+                f"Connection {self.settings.conn_id!r}: {self.where} failed with {problem}; {reason}{detail}. "
+                "The server may be down or throttling; raise the hook's retry limits or try again later."
+            )
+        log.warning("%s: %s; retrying in %.2fs (attempt %d)", self.where, problem, wait, self.state.attempts + 1)
+        yield Sleep(wait, shared=reply is not None and reply.status_code == 429)
 
 
 def _validation_problem(exc: ValidationError) -> str:
