@@ -10,6 +10,7 @@ for and the errors raised can be checked exactly.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -493,3 +494,20 @@ def test_a_page_echoing_the_request_is_quoted_without_the_token_or_secret():
     with pytest.raises(OrchestratorResponseError) as info:
         page(driver)
     assert """Body starts: '{"echo": "Authorization: Bearer ***", "secret": "***"}'.""" in str(info.value)
+
+
+def test_retries_and_refreshes_log_no_secret_or_token(caplog):
+    caplog.set_level(logging.DEBUG)
+    echo = b"Authorization: Bearer first-token-value; client_secret=app-secret-value"
+    driver = Driver(
+        answer(401, echo),
+        answer(429, echo, Retry_After="0"),
+        answer(200, b"<html>" + echo),
+        answer(503, echo),
+        answer(200, PAGE),
+        tokens=("first-token-value", "second-token-value"),
+    )
+    assert page(driver).total_count == 1
+    assert len(caplog.records) == 4  # the refresh, then one line per retry
+    for secret in ("first-token-value", "second-token-value", "app-secret-value"):
+        assert secret not in caplog.text
