@@ -38,6 +38,8 @@ PageFetcher = Callable[[int, int], AuditLogPage]
 
 #: Entries asked for per page unless told otherwise; a server that gives fewer sets the size instead.
 DEFAULT_PAGE_SIZE = 1000
+#: The smallest page that can make progress (see WindowReader.__init__).
+_MIN_PAGE = 3
 #: The largest page asked for when a tie group must be read whole.
 _MAX_WIDENED_PAGE = 100_000
 #: Reads of a tie group that a capped page cannot hold, before giving up.
@@ -98,7 +100,9 @@ class WindowReader:
             raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
         self._fetch = fetch
         self.window = window
-        self.page_size = page_size or DEFAULT_PAGE_SIZE
+        # At least 3: a page repeats one entry of the page before it (the proof that they meet) and
+        # holds back its oldest group for the next page, so only a third entry can be new and complete.
+        self.page_size = max(_MIN_PAGE, page_size or DEFAULT_PAGE_SIZE)
         self._page_size_fixed = page_size is not None
         self.max_concurrency = max_concurrency
         self.progress_interval = progress_interval
@@ -122,8 +126,14 @@ class WindowReader:
             # needs only the upper edge, so it is read while the lower search may still be running.
             lower_future = pool.submit(self._search, window.start)
             upper = self._search(window.end)
+            # Read first where the search puts the last entry at or after window_end (an estimate);
+            # repairs start where a probe actually saw one.
             stitcher: WindowStitcher[AuditLogEntry] = WindowStitcher(
-                window, upper.result, upper.newer_seen_at, upper.newer_total
+                window,
+                anchor_offset=upper.newer_end,
+                proven_offset=upper.proven_newer_end,
+                anchor_total=upper.newer_total,
+                proven_seen_at=upper.proven_newer_at,
             )
             # The first page is read alone: it tells how many entries the server gives per page.
             first = self._get(stitcher.anchor_offset, self.page_size, "page")
@@ -139,7 +149,7 @@ class WindowReader:
                 self.stats.probe_requests,
             )
             if not self._page_size_fixed and not first.reaches_end and len(first.entries) < self.page_size:
-                self.page_size = max(1, len(first.entries))
+                self.page_size = max(_MIN_PAGE, len(first.entries))
             self.stats.page_size = self.page_size
             yield from self._consume(first, stitcher)
             # (A window read whole by the first page plans nothing, but still ends below with the report.)
@@ -183,6 +193,13 @@ class WindowReader:
         capped_tries = 0
         while pending and not stitcher.done:
             current = pending[-1]
+            if len(current.entries) < min(_MIN_PAGE, current.requested) and not current.reaches_end:
+                raise PagingError(
+                    f"the server answered skip={current.offset}&top={current.requested} with "
+                    f"{len(current.entries)} of {current.total_count} entries: pages of at least {_MIN_PAGE} are "
+                    "needed (each repeats an entry of the page before, the only proof without ids that no "
+                    "entry was skipped, and holds back its oldest createdOn group); check the server's page limit"
+                )
             result = stitcher.accept(current)
             if result.verdict is Verdict.ACCEPTED:
                 pending.pop()
@@ -198,9 +215,9 @@ class WindowReader:
                         f"arrive faster than pages of {self.page_size} can be read; raise page_size"
                     )
             elif result.verdict is Verdict.GAP:
-                # Drift moved this page past unread entries: read from the anchor itself (anchored
-                # whatever happens meanwhile), then judge this page again.
-                pending.append(self._get(stitcher.anchor_offset, self.page_size, "repair"))
+                # The page does not reach back to what was read before (entries recorded in front of it,
+                # or an estimate that went too far): read from a proven position, then judge it again.
+                pending.append(self._get(stitcher.repair_offset(current), self.page_size, "repair"))
             else:  # TOO_SMALL: one tie group fills the page; read it whole from where it starts
                 capped = len(current.entries) < current.requested and not current.reaches_end
                 if capped:

@@ -6,11 +6,13 @@ search finds where that suffix starts with one-entry probes (``top=1``): an inte
 timestamps (audit logs are spread fairly evenly over time, so this usually lands within a few
 probes), safeguarded by bisection so the worst case stays O(log N).
 
-Why the answer stays valid while entries arrive: in descending order a new entry pushes every
-position up, and retention deletes only at the old end, so an entry's position never decreases. The
-search keeps ``newer_end``, the last position *seen* holding an entry at or after the bound. Every
-later listing still has at least ``newer_end + 1`` such entries in front, so ``newer_end + 1`` is a
-safe place to start reading: never past the first older entry.
+What the answer is worth while entries arrive: in descending order an entry recorded anywhere
+pushes every older position up by one, and retention removes only at the old end, so the count of
+entries at or after the bound never shrinks. A position *seen* holding such an entry
+(:attr:`EdgeSearch.proven_newer_end`) therefore still holds one later: reading from there is safe.
+The search itself also credits ``totalCount`` growth to its earlier evidence, which is exact when
+entries arrive at the newest end only and too much when some were recorded late, below the bound:
+:attr:`EdgeSearch.result` is an estimate that the reader checks by the content of what it reads.
 """
 
 from __future__ import annotations
@@ -56,6 +58,10 @@ class EdgeSearch:
         #: when the probe that set ``newer_end`` was answered (a monotonic clock reading), and its totalCount
         self.newer_seen_at = 0
         self.newer_total: int | None = None
+        #: the largest position an answer showed holding an entry at/after the bound, never shifted by
+        #: ``totalCount`` growth (-1: none), and when that answer arrived
+        self.proven_newer_end = -1
+        self.proven_newer_at = 0
         #: the smallest position seen holding an older entry, or past the end
         self.older_start: int | None = None
         self.older_ticks: Ticks | None = None
@@ -78,7 +84,7 @@ class EdgeSearch:
 
     @property
     def result(self) -> int:
-        """The first position of the older suffix, as a safe lower bound (see the module docstring)."""
+        """The first position of the older suffix, estimated (see the module docstring)."""
         return self.newer_end + 1
 
     def next_position(self) -> int | None:
@@ -125,6 +131,9 @@ class EdgeSearch:
         newer = probe.ticks is not None and probe.ticks >= self.bound
         self._update_step(newer)
         if newer:
+            if probe.position > self.proven_newer_end:
+                self.proven_newer_end = probe.position
+                self.proven_newer_at = probe.received_at
             if probe.position > self.newer_end:
                 self.newer_end = probe.position
                 self.newer_ticks = probe.ticks
@@ -157,12 +166,12 @@ class EdgeSearch:
 
     def _advance_frame(self, probe: Probe) -> None:
         """
-        Move earlier evidence to this probe's listing.
+        Move earlier evidence to this probe's listing, as an estimate.
 
-        Between two answers at least ``totalCount`` growth entries arrived at the head (retention only
-        removes at the tail), so every earlier position moved down by at least that much: the newer
-        evidence stays a safe lower bound when shifted by it. The older evidence is shifted the same way
-        as an estimate.
+        Between two answers at least ``totalCount`` growth entries were recorded. If they all arrived at
+        the head, every earlier position moved down by that much; entries recorded late, below a
+        position, do not move it. So shifted evidence is a guess (right in the usual case), and the
+        unshifted :attr:`proven_newer_end` is kept beside it.
         """
         total = probe.total_count
         if self.newer_total is not None and total > self.newer_total:

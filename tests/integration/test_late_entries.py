@@ -1,0 +1,91 @@
+"""
+Entries recorded late (their createdOn below the newest entries, anywhere in the listing): every entry
+that existed before the export and lies in the window is written exactly once, through dag.test().
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections import Counter
+from datetime import UTC, datetime
+
+import pytest
+
+from airflow_provider_orchestrator_audit.timestamps import to_ticks
+from tests.integration.airflow_runs import run_dag, write_export_dag
+
+pytestmark = pytest.mark.usefixtures("airflow_db")
+
+
+def window_lines(orchestrator, start: str, end: str) -> Counter[str]:
+    """The window's entries the server holds now, as the exact lines an export writes."""
+    low, high = to_ticks(start), to_ticks(end)
+    view = orchestrator.dataset.view()
+    # Every visible entry in the window, rendered exactly as the server serves it.
+    indices = orchestrator.dataset.page_indices(0, view.total, view=view)
+    lines = Counter()
+    for index in indices:
+        entry = json.loads(orchestrator.dataset.entry_json(index))
+        if low <= to_ticks(entry["createdOn"]) < high:
+            lines[canonical(entry)] += 1
+    return lines
+
+
+def canonical(entry: dict) -> str:
+    # Lines are compared as JSON values: the export writes the server's text, with U+2028 escaped.
+    return json.dumps(entry, sort_keys=True, ensure_ascii=False)
+
+
+def written_lines(s3_server, bucket: str) -> Counter[str]:
+    lines: Counter[str] = Counter()
+    for key in s3_server.list_keys(bucket, ""):
+        body = s3_server.get_object_bytes(bucket, key)
+        text = (gzip.decompress(body) if key.endswith(".gz") else body).decode("utf-8")
+        lines.update(canonical(json.loads(line)) for line in text.split("\n")[:-1])
+    return lines
+
+
+@pytest.mark.parametrize(
+    ("window", "late", "lag_minutes", "burst_every", "burst", "arrivals", "cap"),
+    [
+        # The reported case: 5 late entries per request up to 57 minutes below the newest, in the middle.
+        (("2026-01-01T00:30:00Z", "2026-01-01T01:00:00Z"), 5, 57, None, 0, 0, 100),
+        # Bursts of 150 late entries every 4th request, small capped pages, entries arriving at the head.
+        (("2026-01-01T00:20:00Z", "2026-01-01T00:50:00Z"), 2, 80, 4, 150, 3, 60),
+        # The window at the head of the log (it ends after the newest entry), late entries near the head.
+        (("2026-01-01T01:00:00Z", "2026-01-01T02:00:00Z"), 4, 10, 5, 40, 4, 100),
+    ],
+    ids=["middle", "middle-bursts", "head"],
+)
+def test_no_entry_that_existed_before_the_export_is_lost(
+    orchestrator, orchestrator_conn, bucket, s3_server, window, late, lag_minutes, burst_every, burst, arrivals, cap
+):
+    orchestrator.page_size_cap = cap
+    orchestrator.arrivals_per_request = arrivals
+    orchestrator.late_per_request = late
+    orchestrator.late_max_lag_seconds = lag_minutes * 60
+    orchestrator.late_burst_every = burst_every
+    orchestrator.late_burst_size = burst
+    before = window_lines(orchestrator, *window)
+    path = write_export_dag(
+        "late_entries",
+        {
+            "orchestrator_conn_id": orchestrator_conn,
+            "s3_bucket": bucket,
+            "window_start": window[0],
+            "window_end": window[1],
+            "max_concurrency": 4,
+        },
+    )
+    state, result = run_dag(path, "late_entries", datetime(2026, 3, 1, tzinfo=UTC))
+    assert state == "success"
+    after = window_lines(orchestrator, *window)
+    written = written_lines(s3_server, bucket)
+    assert result["records"] == sum(written.values())
+    missing = before - written
+    assert not missing, f"{sum(missing.values())} entries that existed before the export are missing"
+    assert not written - after, "a line that is not an entry of the window was written"
+    # Recorded late entries did land in the window while it was read: the scenario tested something.
+    assert sum(after.values()) > sum(before.values())
+    assert orchestrator.stats.audit_requests > 10
