@@ -61,6 +61,9 @@ def orchestrator(orchestrator_server: LocalOrchestratorServer) -> Iterator[Local
     server.page_size_cap = None
     server.arrivals_per_request = 0
     server.removals_per_request = 0
+    server.late_per_request = 0
+    server.late_burst_every = None
+    server.late_burst_size = 0
     server.token_lifetime_seconds = 3600
     server.granted_scopes = ("PM.Audit.Read", "PM.Audit")
     server.dataset.set_visible_range(0, ORCHESTRATOR_ENTRIES)
