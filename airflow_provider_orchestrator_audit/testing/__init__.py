@@ -14,6 +14,7 @@ from airflow_provider_orchestrator_audit.testing.dataset import (
     AuditDataset,
     SortTooLargeError,
 )
+from airflow_provider_orchestrator_audit.testing.events_dataset import EventListing, EventsDataset, ListingSwitches
 from airflow_provider_orchestrator_audit.testing.faults import Endpoint, Fault, FaultKind, FaultSchedule, ThrottleStyle
 from airflow_provider_orchestrator_audit.testing.server import AUDIT_SCOPES, LocalOrchestratorServer, ServerStats
 
@@ -23,9 +24,12 @@ __all__ = [
     "DOCUMENTED_FIELDS",
     "AuditDataset",
     "Endpoint",
+    "EventListing",
+    "EventsDataset",
     "Fault",
     "FaultKind",
     "FaultSchedule",
+    "ListingSwitches",
     "LocalOrchestratorServer",
     "ServerStats",
     "SortTooLargeError",

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 from airflow_provider_orchestrator_audit.testing.dataset import AuditDataset
+from airflow_provider_orchestrator_audit.testing.events_dataset import DEFAULT_TENANTS, EventsDataset, ListingSwitches
 from airflow_provider_orchestrator_audit.testing.server import LocalOrchestratorServer
 
 __all__ = ["build_parser", "main"]
@@ -131,7 +132,42 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--client-id", default="local-client", help="accepted client id (default: %(default)s)")
     serve.add_argument("--client-secret", default="local-secret", help="accepted client secret (default: %(default)s)")
     serve.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    events = parser_events_group(serve)
+    events.add_argument(
+        "--events", type=_non_negative_int, default=1000, help="audit events per stream (default: %(default)s)"
+    )
+    events.add_argument(
+        "--tenants", default=",".join(DEFAULT_TENANTS), help="comma-separated tenant names (default: %(default)s)"
+    )
+    events.add_argument(
+        "--events-per-hour", type=float, default=3600, help="mean events per hour of each stream (default: %(default)s)"
+    )
+    events.add_argument(
+        "--event-page-cap", type=_positive_int, default=200, help="most events per page (default: %(default)s)"
+    )
+    events.add_argument(
+        "--event-fraction-digits", type=int, choices=range(8), default=3, help="createdOn fraction digits (default: 3)"
+    )
+    events.add_argument("--to-inclusive", action="store_true", help="'to' includes events at exactly 'to'")
+    events.add_argument(
+        "--page-overlap", type=_non_negative_int, default=0, help="events each cursor page repeats (default: 0)"
+    )
+    events.add_argument("--oldest-first", action="store_true", help="list events oldest first inside a page")
+    events.add_argument(
+        "--cursor-ttl", type=_non_negative_float, default=None, help="seconds before a cursor is refused as expired"
+    )
+    events.add_argument(
+        "--event-arrivals-per-request", type=_non_negative_int, default=0, help="new events per events request"
+    )
+    events.add_argument(
+        "--event-late-per-request", type=_non_negative_int, default=0, help="late-recorded events per events request"
+    )
     return parser
+
+
+def parser_events_group(serve: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """The options of the unified audit events endpoints."""
+    return serve.add_argument_group("audit events (orgaudit_/tenantaudit_ query/events)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -172,6 +208,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             reset_every=args.reset_every,
             seed=args.seed,
             verbose=args.verbose,
+            events=EventsDataset(
+                size=args.events,
+                tenants=[name.strip() for name in args.tenants.split(",") if name.strip()],
+                organization=args.organization,
+                seed=args.seed,
+                events_per_hour=args.events_per_hour,
+                fraction_digits=args.event_fraction_digits,
+            ),
+            event_switches=ListingSwitches(
+                to_inclusive=args.to_inclusive,
+                page_overlap=args.page_overlap,
+                page_order="oldest_first" if args.oldest_first else "newest_first",
+                page_size_cap=args.event_page_cap,
+                cursor_ttl_seconds=args.cursor_ttl,
+            ),
+            event_arrivals_per_request=args.event_arrivals_per_request,
+            event_late_per_request=args.event_late_per_request,
         )
         server.start()
     except (ValueError, OSError) as exc:
@@ -190,6 +243,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  audit logs: GET {server.audit_url}  ({dataset.total_count} entries)")
     print(f"  token:      POST {server.token_url}")
     print(f"export AIRFLOW_CONN_ORCHESTRATOR_AUDIT_DEFAULT={shlex.quote(connection)}")
+    print(f"  audit events: GET {server.events_url()}  (organization)")
+    for tenant in server.events.tenants:
+        print(f"                GET {server.events_url(tenant)}  (tenant; set the connection extra 'tenant')")
     print("Press Ctrl-C to stop.", flush=True)
     try:
         # A timed wait, so the signal handler's set() is noticed promptly on every platform.

@@ -1,7 +1,10 @@
 """
 A local stand-in for Orchestrator's audit API and identity server, for tests, demos and benchmarks.
 
-It serves ``GET /{org}/audit_/api/auditlogs`` from an :class:`~.dataset.AuditDataset` and issues
+It serves ``GET /{org}/audit_/api/auditlogs`` from an :class:`~.dataset.AuditDataset`, the unified audit
+events ``GET /{org}/orgaudit_/api/query/events`` and ``GET /{org}/{tenant}/tenantaudit_/api/query/events``
+from an :class:`~.events_dataset.EventsDataset` (answered by :class:`~.events_dataset.EventListing`,
+whose switches cover the events API's unknowns), and issues
 client-credentials tokens at the identity server's token endpoints, over real HTTP/1.1 sockets with
 keep-alive. Everything the real service leaves undocumented is a knob here: page-size caps, latency,
 data arriving and expiring while a client pages, token expiry, throttling and broken responses
@@ -42,6 +45,12 @@ from typing import Any, Literal, Self
 from urllib.parse import parse_qsl, unquote
 
 from airflow_provider_orchestrator_audit.testing.dataset import DOCUMENTED_FIELDS, AuditDataset, SortTooLargeError
+from airflow_provider_orchestrator_audit.testing.events_dataset import (
+    ORGANIZATION_STREAM,
+    EventListing,
+    EventsDataset,
+    ListingSwitches,
+)
 from airflow_provider_orchestrator_audit.testing.faults import MUTATING_KINDS, Endpoint, Fault, FaultSchedule
 from airflow_provider_orchestrator_audit.timestamps import TICKS_PER_SECOND
 
@@ -464,6 +473,16 @@ class LocalOrchestratorServer:
     :param reset_every: every Nth audit request has its connection reset.
     :param seed: seeds the per-request order of tie groups, so runs are reproducible.
     :param verbose: log each request and connection error to stderr.
+    :param events: the unified audit events served (organization and tenants); a small default
+        :class:`EventsDataset` when None.
+    :param event_switches: how the events listing answers the API's unknowns (see :class:`ListingSwitches`;
+        also reachable as ``server.event_listing.switches`` while it runs).
+    :param event_arrivals_per_request: events that arrive at the newest end of the queried stream before
+        each events page.
+    :param event_late_per_request: events recorded late in the queried stream before each events page,
+        ``event_late_min_lag_seconds`` to ``event_late_max_lag_seconds`` below its newest event.
+
+    The fault schedule's ``"audit"`` queue applies to the events endpoints too.
     """
 
     def __init__(
@@ -492,6 +511,12 @@ class LocalOrchestratorServer:
         reset_every: int | None = None,
         seed: int = 0,
         verbose: bool = False,
+        events: EventsDataset | None = None,
+        event_switches: ListingSwitches | None = None,
+        event_arrivals_per_request: int = 0,
+        event_late_per_request: int = 0,
+        event_late_min_lag_seconds: float = 0.0,
+        event_late_max_lag_seconds: float = 3600.0,
     ) -> None:
         if page_size_cap is not None and page_size_cap < 1:
             raise ValueError(f"page_size_cap must be >= 1 or None, got {page_size_cap}")
@@ -515,6 +540,14 @@ class LocalOrchestratorServer:
         self.seed = seed
         self.verbose = verbose
         self.faults = FaultSchedule(throttle_every=throttle_every, error_every=error_every, reset_every=reset_every)
+        self.event_listing = EventListing(
+            events if events is not None else EventsDataset(size=1000, organization=organization, seed=seed),
+            event_switches,
+        )
+        self.event_arrivals_per_request = event_arrivals_per_request
+        self.event_late_per_request = event_late_per_request
+        self.event_late_min_lag_seconds = event_late_min_lag_seconds
+        self.event_late_max_lag_seconds = event_late_max_lag_seconds
         self.stats = ServerStats()
         self._requested_port = port
         self._tokens: dict[str, tuple[float, frozenset[str]]] = {}
@@ -598,6 +631,15 @@ class LocalOrchestratorServer:
         return f"{self.url}/{self.organization}/audit_/api/auditlogs"
 
     @property
+    def events(self) -> EventsDataset:
+        """The unified audit events served."""
+        return self.event_listing.dataset
+
+    def events_url(self, tenant: str | None = None) -> str:
+        """The events endpoint's full URL: the organization's, or a tenant's."""
+        return self.url + self.event_listing.path(tenant or ORGANIZATION_STREAM)
+
+    @property
     def token_url(self) -> str:
         """The token endpoint's full URL (``/identity_/connect/token``)."""
         return f"{self.url}/identity_/connect/token"
@@ -644,17 +686,20 @@ class LocalOrchestratorServer:
         return token
 
     def airflow_connection(
-        self, conn_type: str = "orchestrator_audit", *, personal_access_token: bool = False
+        self, conn_type: str = "orchestrator_audit", *, personal_access_token: bool = False, tenant: str | None = None
     ) -> dict[str, Any]:
         """
         An Airflow connection for this server, as the JSON of an ``AIRFLOW_CONN_...`` variable.
 
         :param conn_type: the connection type.
+        :param tenant: the connection's ``tenant`` extra, for tenant-level audit events.
         :param personal_access_token: authenticate with the first personal access token instead of
             the client credentials.
         """
         connection: dict[str, Any] = {"conn_type": conn_type, "host": self.url}
         extra: dict[str, Any] = {"organization": self.organization}
+        if tenant is not None:
+            extra["tenant"] = tenant
         if personal_access_token:
             if not self.personal_access_tokens:
                 raise ValueError("this server accepts no personal access tokens")
@@ -697,6 +742,15 @@ class LocalOrchestratorServer:
                 reply.headers.append(("Allow", "GET"))
                 return reply
             return self._audit(segments[0], query, headers)
+        if lowered[-3:] == ["api", "query", "events"] and (
+            (len(segments) == 5 and lowered[1] == "orgaudit_") or (len(segments) == 6 and lowered[2] == "tenantaudit_")
+        ):
+            if method != "GET":
+                reply = _problem(405, "Method Not Allowed", "the audit events endpoint takes GET")
+                reply.headers.append(("Allow", "GET"))
+                return reply
+            stream = ORGANIZATION_STREAM if len(segments) == 5 else segments[1]
+            return self._events(segments[0], stream, path, query, headers)
         return _problem(404, "Not Found", f"no such endpoint: {method} {path}")
 
     def _fault_reply(self, fault: Fault, endpoint: Endpoint) -> _Reply:
@@ -894,7 +948,7 @@ class LocalOrchestratorServer:
         if self.removals_per_request > 0:
             self.dataset.expire(self.removals_per_request)
         view = self.dataset.view()
-        low, high = view.low, view.high
+        high = view.high
         total = view.total
         count = max(0, total - skip) if top is None else top
         cap = self.page_size_cap
@@ -914,6 +968,57 @@ class LocalOrchestratorServer:
         page = _Page(total, entries, max(0, high - 1))
         return _Reply(200, _page_body(total, entries)), page
 
+    # --- unified audit events --------------------------------------------------------------------
+
+    def _events(self, organization: str, stream: str, path: str, query: str, headers: Message) -> _Reply:
+        arrived = time.monotonic()
+        self.stats.count_request("audit")
+        reply = self._events_reply(organization, stream, query, headers)
+        status = None if reply.action == "reset" else reply.status
+        self.stats.record_audit(AuditRequest(arrived, f"{path}?{query}", status))
+        return reply
+
+    def _events_reply(self, organization: str, stream: str, query: str, headers: Message) -> _Reply:
+        with self._serial_lock:
+            serial = next(self._serial)
+        self._pause(self.latency_seconds)
+        fault = self.faults.take("audit")
+        damage: Fault | None = None
+        if fault is not None:
+            if fault.kind == "stall":
+                self._pause(fault.seconds)
+            elif fault.kind in MUTATING_KINDS:
+                damage = fault
+            else:
+                return self._fault_reply(fault, "audit")
+        if organization != self.organization:
+            return _problem(404, "Not Found", f"organization {organization!r} does not exist")
+        events = self.events
+        if stream != ORGANIZATION_STREAM and stream not in events.tenants:
+            return _problem(404, "Not Found", f"tenant {stream!r} does not exist in organization {organization!r}")
+        refusal = self._authorize(headers)
+        if refusal is not None:
+            return refusal
+        if self.event_arrivals_per_request > 0:
+            events.append(stream, self.event_arrivals_per_request)
+        if self.event_late_per_request > 0:
+            events.record_late(
+                stream,
+                self.event_late_per_request,
+                min_lag=round(self.event_late_min_lag_seconds * TICKS_PER_SECOND),
+                max_lag=round(self.event_late_max_lag_seconds * TICKS_PER_SECOND),
+                rng=random.Random((self.seed * 2**32 + serial) ^ _LATE_SALT),
+            )
+        params = {name.lower(): value for name, value in parse_qsl(query, keep_blank_values=True)}
+        answer = self.event_listing.answer(stream, params, time.monotonic())
+        content_type = _JSON if answer.status == 200 else _PROBLEM_JSON
+        if damage is not None:
+            if answer.status != 200:
+                self.faults.give_back(damage, "audit")  # wait for a request that gets a page
+            else:
+                return _Reply(200, _damage_events(damage, answer.body))
+        return _Reply(answer.status, answer.body, content_type)
+
     def _damage(self, fault: Fault, page: _Page) -> bytes:
         if fault.kind == "missing_total_count":
             return _page_body(None, page.entries)
@@ -926,6 +1031,21 @@ class LocalOrchestratorServer:
             first["message"] = f"{first.get('message', '')} {_NOT_UTF8_MARK}"
             damaged = _compact(first).replace(_NOT_UTF8_MARK.encode("ascii"), _NOT_UTF8)
         return _page_body(page.total, [damaged, *entries[1:]])
+
+
+def _damage_events(fault: Fault, body: bytes) -> bytes:
+    document = json.loads(body)
+    if fault.kind == "missing_total_count":  # the events' counterpart: the list itself is missing
+        document.pop("auditEvents", None)
+        return _compact(document)
+    events = document["auditEvents"] or [{"id": "00000000-0000-4000-a000-000000000000", "createdOn": ""}]
+    if fault.kind == "bad_created_on":
+        events[0]["createdOn"] = "yesterday"
+        document["auditEvents"] = events
+        return _compact(document)
+    events[0]["eventSummary"] = f"{events[0].get('eventSummary', '')} {_NOT_UTF8_MARK}"
+    document["auditEvents"] = events
+    return _compact(document).replace(_NOT_UTF8_MARK.encode("ascii"), _NOT_UTF8)
 
 
 def _basic_credentials(header: str | None) -> tuple[str, str] | None:

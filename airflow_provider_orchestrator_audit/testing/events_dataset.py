@@ -1,0 +1,572 @@
+"""
+A deterministic, lazily generated log of UiPath's unified audit events, and the listing that serves it.
+
+Each *stream* (the organization's own events, and each tenant's) is an effectively unbounded sequence:
+event ``i`` of a stream is computed on demand from ``(seed, stream, i)``, so millions of events cost
+nothing up front and every event is identical each time it is generated. Indices run oldest first and
+``createdOn`` never decreases with the index.
+
+:class:`EventListing` answers ``GET .../query/events`` queries over it, free of I/O (the HTTP server in
+:mod:`.server` wraps it; property tests call it directly). Every behaviour the API documentation
+leaves open is a switch, so an exporter can be tested against each answer:
+
+* ``to`` (and ``from``) inclusive or exclusive;
+* consecutive cursor pages overlapping (repeating the last events of the page before);
+* events listed newest first or oldest first inside a page;
+* the page cap (200 by default, whatever ``maxCount`` asks);
+* the number of fractional digits of ``createdOn`` (0 to 7, trailing zeros trimmed or not);
+* cursors that keep or drop the query's ``from``, and cursors that expire;
+* new events arriving and late events (``createdOn`` in the past) being recorded while a client pages.
+
+Events carry GUID ids, organization and tenant names (tenant fields null on organization events), and
+``clientInfo`` is missing on events the system generated.
+"""
+
+from __future__ import annotations
+
+import base64
+import bisect
+import json
+import random
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from json.encoder import encode_basestring
+from typing import Any, Literal
+
+from airflow_provider_orchestrator_audit.timestamps import TICKS_PER_SECOND, Ticks, TimestampError, parse_timestamp
+
+__all__ = [
+    "DEFAULT_TENANTS",
+    "ORGANIZATION_STREAM",
+    "EventListing",
+    "EventStream",
+    "EventsDataset",
+    "ListingAnswer",
+    "ListingSwitches",
+]
+
+#: The stream of organization-level events (tenant streams are named by their tenant).
+ORGANIZATION_STREAM = ""
+#: Tenants of the default data set.
+DEFAULT_TENANTS: tuple[str, ...] = ("DefaultTenant", "Finance", "HR")
+
+_DEFAULT_START: Ticks = parse_timestamp("2026-01-01T00:00:00Z")
+_EPOCH_DATE = date(1970, 1, 1)
+_MASK64 = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15
+_TIE_BLOCK = 4
+_BURST_BLOCK = 256
+_LATE_INDEX_BASE = 1 << 48
+_CURSOR_VERSION = 1
+
+
+def _mix(z: int) -> int:
+    # splitmix64's output function: a cheap, well-mixed 64-bit hash of a 64-bit counter.
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+def _key(*parts: int | str) -> int:
+    value = 0x5EED
+    for part in parts:
+        number = part if isinstance(part, int) else int.from_bytes(part.encode("utf-8")[:32].ljust(8, b"\0"), "big")
+        value = _mix((value ^ (number & _MASK64) ^ (number >> 64)) * _GOLDEN & _MASK64)
+    return value
+
+
+def _guid(a: int, b: int) -> str:
+    text = f"{a:016x}{b:016x}"
+    return f"{text[:8]}-{text[8:12]}-4{text[13:16]}-a{text[17:20]}-{text[20:32]}"
+
+
+_ACTORS: tuple[tuple[str, str], ...] = (
+    ("Zoë Ångström", "zoe.angstrom@acme.example"),
+    ("山田 太郎", "taro.yamada@acme.example"),
+    ("Seán O'Brien", "sean.obrien@acme.example"),
+    ("محمد الأحمد", "m.alahmad@acme.example"),
+    ("Ольга Коваленко", "olga.kovalenko@acme.example"),
+    ("Priya Sharma", "priya.sharma@acme.example"),
+)
+_COUNTRIES = ("DE", "JP", "IE", "AE", "UA", "IN", "US")
+# (eventType, eventSource, eventTarget, summary template) per level.
+_ORGANIZATION_KINDS: tuple[tuple[str, str, str, str], ...] = (
+    ("User.Login", "Identity", "User", "{actor} logged in"),
+    ("User.Login", "Identity", "User", "{actor} logged in"),
+    ("Group.AddMembers", "Identity", "Group", "{actor} added a member to group 'Automation Developers'"),
+    ("ExternalApplication.Create", "Identity", "ExternalApplication", "{actor} created an external application"),
+    ("License.Allocate", "Licensing", "License", "{actor} allocated an Unattended license"),
+    ("Tenant.Update", "Portal", "Tenant", "{actor} updated tenant settings"),
+)
+_TENANT_KINDS: tuple[tuple[str, str, str, str], ...] = (
+    ("Folder.Create", "Orchestrator", "Folder", "{actor} created folder 'Shared/Finance'"),
+    ("Process.Update", "Orchestrator", "Process", "{actor} updated process 'Invoice_Processing'"),
+    ("Asset.Update", "Orchestrator", "Asset", "{actor} updated asset 'Config_7'"),
+    ("Job.Start", "Orchestrator", "Job", "{actor} started a job"),
+    ("TestSet.Execute", "TestManager", "TestSet", "{actor} executed test set 'Smoke \"nightly\"'"),
+    ("Queue.Delete", "Orchestrator", "Queue", "{actor} deleted queue 'Q-Invoices'"),
+)
+_SYSTEM_EVERY = 7  # every 7th event (by hash) is generated by the system: no actor, no clientInfo
+_SPECIAL_EVERY = 40  # details with a newline, quotes, a backslash and U+2028
+
+
+@dataclass
+class EventStream:
+    """
+    One stream of events: the organization's (``name == ""``) or one tenant's.
+
+    :param name: the tenant name, or ``""`` for the organization.
+    :param low: the oldest visible regular index (retention).
+    :param high: one past the newest visible regular index.
+    :param late: events recorded late, ``(ticks, id, index)`` sorted by ``(ticks, id)``.
+    """
+
+    name: str
+    low: int
+    high: int
+    late: list[tuple[Ticks, str, int]] = field(default_factory=list)
+
+    @property
+    def is_organization(self) -> bool:
+        return self.name == ORGANIZATION_STREAM
+
+
+class EventsDataset:
+    """
+    Deterministic audit events of one organization and its tenants.
+
+    :param size: visible events per stream at first (indices ``[0, size)``); a mapping from stream
+        name (``""`` for the organization) to size sets each one.
+    :param tenants: the tenant names.
+    :param organization: the organization name written into every event.
+    :param seed: selects one of many equally deterministic logs.
+    :param start: ticks of event 0 of every stream.
+    :param events_per_hour: mean rate of each stream.
+    :param tie_probability: chance that a block of 4 events shares one ``createdOn``.
+    :param burst_probability: chance that a block of 256 events shares one ``createdOn`` (a bulk
+        operation; more events in one instant than a page holds).
+    :param fraction_digits: fractional digits of ``createdOn`` (0 to 7); ``createdOn`` values are whole
+        units of that precision, as a server storing it would keep them.
+    :param trim_fraction: drop trailing zeros of the fraction (``.5Z`` rather than ``.500Z``), as .NET's
+        round-trip format does.
+    """
+
+    def __init__(
+        self,
+        *,
+        size: int | dict[str, int] = 10_000,
+        tenants: Sequence[str] = DEFAULT_TENANTS,
+        organization: str = "acme",
+        seed: int = 0,
+        start: Ticks = _DEFAULT_START,
+        events_per_hour: float = 3600,
+        tie_probability: float = 0.1,
+        burst_probability: float = 0.0,
+        fraction_digits: int = 3,
+        trim_fraction: bool = False,
+    ) -> None:
+        if not 0 <= fraction_digits <= 7:
+            raise ValueError(f"fraction_digits must be 0..7, got {fraction_digits}")
+        if not events_per_hour > 0:
+            raise ValueError(f"events_per_hour must be > 0, got {events_per_hour}")
+        for name, probability in (("tie_probability", tie_probability), ("burst_probability", burst_probability)):
+            if not 0.0 <= probability <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {probability}")
+        self.organization = organization
+        self.tenants = tuple(tenants)
+        self.seed = seed
+        self.start = start
+        self.events_per_hour = events_per_hour
+        self.fraction_digits = fraction_digits
+        self.trim_fraction = trim_fraction
+        #: ``createdOn`` values are multiples of this many ticks.
+        self.resolution: int = 10 ** (7 - fraction_digits)
+        self.gap: int = max(1, round(3600 * TICKS_PER_SECOND / events_per_hour))
+        self._tie_threshold = int(tie_probability * (1 << 24))
+        self._burst_threshold = int(burst_probability * (1 << 24))
+        self._burst_key, self._tie_key, self._ticks_key = _key(seed, "burst"), _key(seed, "tie"), _key(seed, "ticks")
+        self.organization_id = _guid(_key(seed, "org-id"), _key(seed, "org-id2"))
+        self._lock = threading.Lock()
+        sizes = size if isinstance(size, dict) else {}
+        default = size if isinstance(size, int) else 0
+        self._streams: dict[str, EventStream] = {
+            name: EventStream(name, 0, sizes.get(name, default)) for name in (ORGANIZATION_STREAM, *self.tenants)
+        }
+        self._tenant_ids = {
+            name: _guid(_key(seed, "tenant", name), _key(seed, "tenant2", name)) for name in self.tenants
+        }
+        self._late_serial = 0
+
+    # --- streams ------------------------------------------------------------------------------
+
+    def stream(self, name: str) -> EventStream:
+        """The stream of a tenant (``""``: the organization); KeyError when there is no such tenant."""
+        return self._streams[name]
+
+    def tenant_id(self, name: str) -> str:
+        """The GUID of a tenant."""
+        return self._tenant_ids[name]
+
+    def set_visible(self, name: str, low: int, high: int) -> None:
+        """Make regular indices ``[low, high)`` of a stream visible and forget its late events."""
+        if not 0 <= low <= high:
+            raise ValueError(f"need 0 <= low <= high, got {low}, {high}")
+        with self._lock:
+            stream = self._streams[name]
+            stream.low, stream.high, stream.late = low, high, []
+
+    def append(self, name: str, count: int) -> None:
+        """``count`` new events arrive at the newest end of a stream."""
+        with self._lock:
+            self._streams[name].high += count
+
+    def record_late(self, name: str, count: int, *, min_lag: Ticks, max_lag: Ticks, rng: random.Random) -> None:
+        """
+        Record ``count`` events whose ``createdOn`` lies ``min_lag`` to ``max_lag`` ticks below the
+        stream's newest event: an audit pipeline catching up after a delay.
+        """
+        with self._lock:
+            stream = self._streams[name]
+            if stream.high <= stream.low:
+                return
+            newest = self.ticks(stream.high - 1)
+            for _ in range(count):
+                lag = rng.randint(min(min_lag, max_lag), max(min_lag, max_lag))
+                ticks = max(self.start, newest - lag) // self.resolution * self.resolution
+                self._late_serial += 1
+                index = _LATE_INDEX_BASE + self._late_serial
+                bisect.insort(stream.late, (ticks, self.event_id(name, index), index))
+
+    def late_events(self, name: str) -> list[tuple[Ticks, str, int]]:
+        """The events recorded late in a stream so far, ``(ticks, id, index)``."""
+        with self._lock:
+            return list(self._streams[name].late)
+
+    # --- event ``i`` ----------------------------------------------------------------------------
+
+    def ticks(self, index: int) -> Ticks:
+        """``createdOn`` of regular event ``index`` (the same in every stream), in ticks."""
+        leader = index
+        if (
+            self._burst_threshold
+            and (_mix((self._burst_key + index // _BURST_BLOCK) & _MASK64) >> 40) < self._burst_threshold
+        ):
+            leader = index - index % _BURST_BLOCK
+        elif (
+            self._tie_threshold and (_mix((self._tie_key + index // _TIE_BLOCK) & _MASK64) >> 40) < self._tie_threshold
+        ):
+            leader = index - index % _TIE_BLOCK
+        jitter = _mix((self._ticks_key + leader) & _MASK64) % self.gap
+        return (self.start + leader * self.gap + jitter) // self.resolution * self.resolution
+
+    def first_index_at_or_after(self, ticks: Ticks, low: int, high: int) -> int:
+        """The first index in ``[low, high)`` whose ``createdOn`` is at or after ``ticks`` (``high`` if none)."""
+        while low < high:
+            middle = (low + high) // 2
+            if self.ticks(middle) < ticks:
+                low = middle + 1
+            else:
+                high = middle
+        return low
+
+    def event_id(self, stream: str, index: int) -> str:
+        """The GUID of event ``index`` of a stream."""
+        return _guid(_key(self.seed, "id", stream, index), _key(self.seed, "id2", stream, index))
+
+    def format_created_on(self, ticks: Ticks) -> str:
+        """``createdOn`` text at the data set's precision, e.g. ``2026-01-31T13:05:12.345Z``."""
+        seconds, fraction = divmod(ticks, TICKS_PER_SECOND)
+        days, second_of_day = divmod(seconds, 86_400)
+        hour, rest = divmod(second_of_day, 3600)
+        minute, second = divmod(rest, 60)
+        text = f"{(_EPOCH_DATE + timedelta(days=days)).isoformat()}T{hour:02d}:{minute:02d}:{second:02d}"
+        if self.fraction_digits:
+            digits = f"{fraction:07d}"[: self.fraction_digits]
+            if self.trim_fraction:
+                digits = digits.rstrip("0")
+            if digits:
+                text += "." + digits
+        return text + "Z"
+
+    def event_json(self, stream: str, index: int, ticks: Ticks | None = None) -> str:
+        """Event ``index`` of a stream as the server's JSON text (fields in the documented order)."""
+        created = self.ticks(index) if ticks is None else ticks
+        h = _mix(_key(self.seed, "body", stream, index))
+        system = h % _SYSTEM_EVERY == 0
+        tenant = stream or None
+        kinds = _TENANT_KINDS if tenant else _ORGANIZATION_KINDS
+        event_type, source, target, summary = kinds[(h >> 8) % len(kinds)]
+        actor, email = _ACTORS[(h >> 16) % len(_ACTORS)]
+        actor_name = "System" if system else actor
+        details: dict[str, Any] = {"target": target, "operation": event_type.split(".")[-1], "n": index % 100_000}
+        if (h >> 24) % _SPECIAL_EVERY == 0:
+            details["note"] = 'edited in the web UI\nPrevious: "C:\\Robots\\Config.json"\u2028end'
+        parts = [
+            f'{{"id":"{self.event_id(stream, index)}"',
+            f'"createdOn":"{self.format_created_on(created)}"',
+            f'"organizationId":"{self.organization_id}"',
+            f'"organizationName":{encode_basestring(self.organization)}',
+            f'"tenantId":"{self._tenant_ids[tenant]}"' if tenant else '"tenantId":null',
+            f'"tenantName":{encode_basestring(tenant)}' if tenant else '"tenantName":null',
+            '"actorId":null'
+            if system
+            else f'"actorId":"{_guid(_key(self.seed, "actor", actor), _key(self.seed, "actor2", actor))}"',
+            f'"actorName":{encode_basestring(actor_name)}',
+            '"actorEmail":null' if system else f'"actorEmail":{encode_basestring(email)}',
+            f'"eventType":"{event_type}"',
+            f'"eventSource":"{source}"',
+            f'"eventTarget":"{target}"',
+            f'"eventDetails":{encode_basestring(json.dumps(details, ensure_ascii=False))}',
+            f'"eventSummary":{encode_basestring(summary.format(actor=actor_name))}',
+            f'"status":{1 if (h >> 32) % 11 == 0 else 0}',
+        ]
+        if not system:
+            country = _COUNTRIES[(h >> 40) % len(_COUNTRIES)]
+            parts.append(
+                f'"clientInfo":{{"ipAddress":"10.{(h >> 44) % 256}.{(h >> 52) % 256}.7","ipCountry":"{country}"}}'
+            )
+        return ",".join(parts) + "}"
+
+    # --- what a query sees ----------------------------------------------------------------------
+
+    def newest_below(
+        self, name: str, before: tuple[Ticks, str] | None, lowest: Ticks | None, count: int
+    ) -> list[tuple[Ticks, str, int]]:
+        """
+        Up to ``count`` visible events of a stream, newest first by ``(createdOn, id)``, that sort strictly
+        below ``before`` (None: no upper bound) and whose ``createdOn`` is at least ``lowest``.
+        """
+        with self._lock:
+            stream = self._streams[name]
+            low, high, late = stream.low, stream.high, list(stream.late)
+        found: list[tuple[Ticks, str, int]] = []
+        # Regular events: the index range at or below before's createdOn, read downwards in chunks
+        # (a tie group at the bound may sort partly above it by id).
+        top = high if before is None else self.first_index_at_or_after(before[0] + 1, low, high)
+        chunk = min(count, 1 << 20) + _BURST_BLOCK
+        while top > low:
+            bottom = max(low, top - chunk)
+            reached_lowest = False
+            for index in range(top - 1, bottom - 1, -1):
+                ticks = self.ticks(index)
+                if lowest is not None and ticks < lowest:
+                    reached_lowest = True
+                    break
+                key = (ticks, self.event_id(name, index))
+                if before is None or key < before:
+                    found.append((*key, index))
+            # Indices below ``bottom`` are no newer than bottom - 1: once that is older than the
+            # count-th newest found, none of them can make the page.
+            if (
+                reached_lowest
+                or bottom == low
+                or (len(found) >= count and self.ticks(bottom - 1) < found[count - 1][0])
+            ):
+                break
+            top = bottom
+        cut = len(late) if before is None else bisect.bisect_left(late, (before[0], before[1], -1))
+        for ticks, event_id, index in reversed(late[:cut]):
+            if lowest is not None and ticks < lowest:
+                break
+            found.append((ticks, event_id, index))
+            if len(found) > 2 * count + _BURST_BLOCK:
+                break
+        found.sort(reverse=True)
+        return found[:count]
+
+
+# --- the listing: one query, one answer ---------------------------------------------------------
+
+
+@dataclass
+class ListingSwitches:
+    """
+    How the listing answers where the API documentation is silent.
+
+    :param to_inclusive: ``to`` includes events at exactly ``to`` (default: exclusive).
+    :param from_inclusive: ``from`` includes events at exactly ``from`` (default: inclusive).
+    :param page_overlap: each ``previous`` cursor repeats this many of the page's oldest events.
+    :param page_order: events inside a page, ``"newest_first"`` or ``"oldest_first"``.
+    :param page_size_cap: the most events one page holds, whatever ``maxCount`` asks.
+    :param default_max_count: events per page when ``maxCount`` is absent.
+    :param cursor_keeps_from: a ``previous`` cursor carries the query's ``from``; when False, following
+        cursors runs on past ``from`` to the oldest retained event.
+    :param cursor_ttl_seconds: a cursor is refused this long after it was issued (None: never).
+    :param expire_cursor_every: every Nth request that follows a cursor is refused as expired.
+    :param cursor_expired_status: the HTTP status of that refusal.
+    :param empty_last_page: a full page always carries a cursor, so a chain can end with an empty page.
+    """
+
+    to_inclusive: bool = False
+    from_inclusive: bool = True
+    page_overlap: int = 0
+    page_order: Literal["newest_first", "oldest_first"] = "newest_first"
+    page_size_cap: int | None = 200
+    default_max_count: int = 50
+    cursor_keeps_from: bool = True
+    cursor_ttl_seconds: float | None = None
+    expire_cursor_every: int | None = None
+    cursor_expired_status: int = 400
+    empty_last_page: bool = False
+
+
+@dataclass(frozen=True)
+class ListingAnswer:
+    """What the listing answers: an HTTP status and a JSON document (bytes)."""
+
+    status: int
+    body: bytes
+    events: int = 0
+
+
+def _problem(status: int, title: str, detail: str) -> ListingAnswer:
+    document = {"title": title, "status": status, "detail": detail}
+    return ListingAnswer(status, json.dumps(document).encode("utf-8"))
+
+
+def _b64(document: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(document, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def _unb64(text: str) -> dict[str, Any]:
+    padded = text + "=" * (-len(text) % 4)
+    document = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+    if not isinstance(document, dict):
+        raise TypeError("not an object")
+    return document
+
+
+class EventListing:
+    """
+    Answers ``GET .../query/events`` over an :class:`EventsDataset`, without I/O.
+
+    Paging is by cursor: each answer's ``previous`` is a relative URL to the older events, carrying
+    ``to``, ``before``, ``beforeId``, ``maxCount`` and an opaque ``qw`` (the only part this listing
+    reads back: it holds the position, the bounds and when the cursor was issued).
+
+    :param dataset: the events.
+    :param switches: the answers to the API's unknowns.
+    """
+
+    def __init__(self, dataset: EventsDataset, switches: ListingSwitches | None = None) -> None:
+        self.dataset = dataset
+        self.switches = switches or ListingSwitches()
+        self._cursor_requests = 0
+        self._lock = threading.Lock()
+
+    def path(self, stream: str) -> str:
+        """The endpoint's path for a stream, e.g. ``/acme/DefaultTenant/tenantaudit_/api/query/events``."""
+        from urllib.parse import quote
+
+        organization = quote(self.dataset.organization, safe="")
+        if stream == ORGANIZATION_STREAM:
+            return f"/{organization}/orgaudit_/api/query/events"
+        return f"/{organization}/{quote(stream, safe='')}/tenantaudit_/api/query/events"
+
+    def answer(self, stream: str, params: dict[str, str], now: float) -> ListingAnswer:
+        """
+        The answer to one query of a stream.
+
+        :param params: the query parameters, names lower-cased.
+        :param now: the current time in seconds (cursors' age is measured with it).
+        """
+        switches = self.switches
+        errors: list[str] = []
+        bounds: dict[str, Ticks | None] = {}
+        for name in ("from", "to"):
+            text = params.get(name, "").strip()
+            try:
+                bounds[name] = parse_timestamp(text) if text else None
+            except TimestampError:
+                errors.append(f"The value '{text}' is not valid for {name}.")
+        count_text = params.get("maxcount", "").strip()
+        if count_text and not (count_text.isdigit() and 0 < int(count_text) <= 2**31 - 1):
+            errors.append(f"The value '{count_text}' is not valid for maxCount.")
+        if errors:
+            return _problem(400, "One or more validation errors occurred.", " ".join(errors))
+        max_count = int(count_text) if count_text else switches.default_max_count
+        before: tuple[Ticks, str] | None = None
+        qw = params.get("qw")
+        if qw is not None:
+            try:
+                cursor = _unb64(qw)
+                issued, stream_of_cursor = float(cursor["at"]), str(cursor["s"])
+                before = (int(cursor["b"]), str(cursor["i"]))
+                bounds["from"] = None if cursor.get("f") is None else int(cursor["f"])
+                bounds["to"] = None if cursor.get("t") is None else int(cursor["t"])
+            except (ValueError, KeyError, TypeError):
+                return _problem(400, "Invalid query cursor", "The value of qw is not a cursor this service issued.")
+            if stream_of_cursor != stream:
+                return _problem(400, "Invalid query cursor", "The cursor belongs to another audit log.")
+            with self._lock:
+                self._cursor_requests += 1
+                serial = self._cursor_requests
+            expired = switches.cursor_ttl_seconds is not None and now - issued > switches.cursor_ttl_seconds
+            expired |= bool(switches.expire_cursor_every) and serial % switches.expire_cursor_every == 0  # type: ignore[operator]
+            if expired:
+                return _problem(
+                    switches.cursor_expired_status, "Query cursor expired", "The cursor expired; start the query again."
+                )
+        start, end = bounds["from"], bounds["to"]
+        # ``to`` as a position bound: strictly below (to, "") is exclusive; below (to+1, "") inclusive.
+        if end is not None:
+            bound = (end + 1, "") if switches.to_inclusive else (end, "")
+            before = bound if before is None or bound < before else before
+        lowest = None if start is None else (start if switches.from_inclusive else start + 1)
+        size = max_count if switches.page_size_cap is None else min(max_count, switches.page_size_cap)
+        rows = self.dataset.newest_below(stream, before, lowest, size + 1)
+        page, more = rows[:size], len(rows) > size
+        previous = None
+        if page and (more or (switches.empty_last_page and len(page) == size)):
+            keep = min(switches.page_overlap, len(page) - 1)
+            oldest = page[len(page) - 1 - keep]
+            previous = self._cursor(stream, oldest, start if switches.cursor_keeps_from else None, end, max_count, now)
+        listed = page if switches.page_order == "newest_first" else list(reversed(page))
+        texts = [self.dataset.event_json(stream, index, ticks) for ticks, _, index in listed]
+        body = (
+            '{"auditEvents":['
+            + ",".join(texts)
+            + '],"next":null,"previous":'
+            + ("null" if previous is None else json.dumps(previous))
+            + "}"
+        )
+        return ListingAnswer(200, body.encode("utf-8"), len(page))
+
+    def _cursor(
+        self,
+        stream: str,
+        oldest: tuple[Ticks, str, int],
+        start: Ticks | None,
+        end: Ticks | None,
+        max_count: int,
+        now: float,
+    ) -> str:
+        from urllib.parse import urlencode
+
+        ticks, event_id, _ = oldest
+        token = _b64({"v": _CURSOR_VERSION, "s": stream, "b": ticks, "i": event_id, "f": start, "t": end, "at": now})
+        query = {
+            "to": self.dataset.format_created_on(end) if end is not None else None,
+            "from": self.dataset.format_created_on(start) if start is not None else None,
+            "before": self.dataset.format_created_on(ticks),
+            "beforeId": event_id,
+            "maxCount": str(max_count),
+            "qw": token,
+        }
+        return self.path(stream) + "?" + urlencode({key: value for key, value in query.items() if value is not None})
+
+    def events_between(self, stream: str, start: Ticks, end: Ticks) -> list[tuple[Ticks, str, int]]:
+        """Every visible event of a stream with ``start <= createdOn < end``: what an exact export holds."""
+        rows = self.dataset.newest_below(stream, (end, ""), start, 1 << 62)
+        return rows
+
+
+def visible_count(dataset: EventsDataset, names: Iterable[str]) -> int:
+    """How many events the given streams show (regular and late), for tests and the demo."""
+    total = 0
+    for name in names:
+        stream = dataset.stream(name)
+        total += stream.high - stream.low + len(stream.late)
+    return total
