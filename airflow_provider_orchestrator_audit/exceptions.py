@@ -6,7 +6,7 @@ None of them ever carries a client secret, an access token or a personal access 
 
 from __future__ import annotations
 
-from airflow.sdk.exceptions import AirflowException
+from airflow_provider_orchestrator_audit.compat import AirflowException
 
 __all__ = [
     "AuditExportError",

@@ -1,17 +1,70 @@
 """Provider metadata that Airflow reads through the ``apache_airflow_provider`` entry point.
 
-The connection form is declared here (``conn-fields`` and ``ui-field-behaviour``) so that Airflow 3's
-UI can build it without importing the hook.
+The connection form is declared here (``conn-fields`` and ``ui-field-behaviour``) so that Airflow 3.2 and
+later build it without importing the hook. Older lines ask the hook instead
+(``OrchestratorAuditHook.get_connection_form_widgets`` and ``get_ui_field_behaviour``), which answers
+from the same declarations, so every line shows the same form.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["get_provider_info"]
+__all__ = ["CONN_FIELDS", "UI_FIELD_BEHAVIOUR", "get_provider_info"]
 
 _NULLABLE_STRING = ["string", "null"]
 _INTEGRATION = "UiPath Orchestrator"
+
+
+CONN_FIELDS: dict[str, dict[str, Any]] = {
+    "organization": {
+        "label": "Organization",
+        "description": "The organization name in your Orchestrator URL: 'acme' for https://cloud.uipath.com/acme. Required.",
+        "schema": {"type": _NULLABLE_STRING},
+    },
+    "scope": {
+        "label": "Scope",
+        "description": "OAuth2 scopes to request, space separated.",
+        "schema": {"type": _NULLABLE_STRING, "default": "PM.Audit.Read"},
+    },
+    "token_url": {
+        "label": "Token URL",
+        "description": "Identity server token endpoint. Default: <Base URL>/identity_/connect/token; "
+        "standalone Orchestrator uses https://<server>/identity/connect/token.",
+        "schema": {"type": _NULLABLE_STRING},
+    },
+    "access_token": {
+        "label": "Personal access token",
+        "description": "Sent as the bearer token instead of the client-credentials grant; leave Client ID and Client secret empty.",
+        "schema": {"type": _NULLABLE_STRING, "format": "password"},
+    },
+    "verify": {
+        "label": "Verify TLS",
+        "description": "true, false, or the path of a CA bundle file.",
+        "schema": {"type": _NULLABLE_STRING, "default": "true"},
+    },
+    "timeout": {
+        "label": "Timeout (seconds)",
+        "description": "Connect and read timeout of each request.",
+        "schema": {"type": ["number", "null"], "default": 60},
+    },
+}
+
+UI_FIELD_BEHAVIOUR: dict[str, Any] = {
+    # Port stays visible: Airflow 3.3's Test button compares the stored port with the one the
+    # list sends (0 for an empty port) and refuses a connection without one (apache/airflow#73298).
+    "hidden-fields": ["schema"],
+    "relabeling": {"host": "Base URL", "login": "Client ID", "password": "Client secret"},
+    "placeholders": {
+        "host": "https://cloud.uipath.com",
+        "login": "client id of the external application",
+        "password": "client secret of the external application",
+        "port": "443 (optional: the port of the Base URL)",
+        "organization": "acme",
+        "token_url": "https://cloud.uipath.com/identity_/connect/token",
+        "scope": "PM.Audit.Read",
+    },
+}
 
 
 def _connection_form() -> dict[str, Any]:
@@ -19,54 +72,8 @@ def _connection_form() -> dict[str, Any]:
         "connection-type": "orchestrator_audit",
         "hook-class-name": "airflow_provider_orchestrator_audit.hooks.orchestrator_audit.OrchestratorAuditHook",
         "hook-name": "UiPath Orchestrator Audit",
-        "conn-fields": {
-            "organization": {
-                "label": "Organization",
-                "description": "The organization name in your Orchestrator URL: 'acme' for https://cloud.uipath.com/acme. Required.",
-                "schema": {"type": _NULLABLE_STRING},
-            },
-            "scope": {
-                "label": "Scope",
-                "description": "OAuth2 scopes to request, space separated.",
-                "schema": {"type": _NULLABLE_STRING, "default": "PM.Audit.Read"},
-            },
-            "token_url": {
-                "label": "Token URL",
-                "description": "Identity server token endpoint. Default: <Base URL>/identity_/connect/token; "
-                "standalone Orchestrator uses https://<server>/identity/connect/token.",
-                "schema": {"type": _NULLABLE_STRING},
-            },
-            "access_token": {
-                "label": "Personal access token",
-                "description": "Sent as the bearer token instead of the client-credentials grant; leave Client ID and Client secret empty.",
-                "schema": {"type": _NULLABLE_STRING, "format": "password"},
-            },
-            "verify": {
-                "label": "Verify TLS",
-                "description": "true, false, or the path of a CA bundle file.",
-                "schema": {"type": _NULLABLE_STRING, "default": "true"},
-            },
-            "timeout": {
-                "label": "Timeout (seconds)",
-                "description": "Connect and read timeout of each request.",
-                "schema": {"type": ["number", "null"], "default": 60},
-            },
-        },
-        "ui-field-behaviour": {
-            # Port stays visible: Airflow 3.3's Test button compares the stored port with the one the
-            # list sends (0 for an empty port) and refuses a connection without one (apache/airflow#73298).
-            "hidden-fields": ["schema"],
-            "relabeling": {"host": "Base URL", "login": "Client ID", "password": "Client secret"},
-            "placeholders": {
-                "host": "https://cloud.uipath.com",
-                "login": "client id of the external application",
-                "password": "client secret of the external application",
-                "port": "443 (optional: the port of the Base URL)",
-                "organization": "acme",
-                "token_url": "https://cloud.uipath.com/identity_/connect/token",
-                "scope": "PM.Audit.Read",
-            },
-        },
+        "conn-fields": CONN_FIELDS,
+        "ui-field-behaviour": UI_FIELD_BEHAVIOUR,
     }
 
 

@@ -33,8 +33,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow.sdk import DAG, CronTriggerTimetable, Param, task
-
+from airflow_provider_orchestrator_audit.compat import DAG, CronTriggerTimetable, Param, exponential_backoff, task
 from airflow_provider_orchestrator_audit.sensors.audit_logs import AuditLogsTotalCountSensor
 from airflow_provider_orchestrator_audit.timestamps import format_ticks, to_ticks
 from airflow_provider_orchestrator_audit.transfers.audit_logs_to_s3 import AuditLogsToS3Operator
@@ -63,7 +62,7 @@ with DAG(
     default_args={
         "retries": 2,
         "retry_delay": timedelta(minutes=1),
-        "retry_exponential_backoff": 2.0,
+        "retry_exponential_backoff": exponential_backoff(2.0),
         "max_retry_delay": timedelta(minutes=4),
     },
 ) as dag:

@@ -36,8 +36,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow.sdk import DAG, CronDataIntervalTimetable, Param, conf, task
-
+from airflow_provider_orchestrator_audit.compat import (
+    DAG,
+    CronDataIntervalTimetable,
+    Param,
+    conf,
+    exponential_backoff,
+    task,
+)
 from airflow_provider_orchestrator_audit.paging.window import AuditWindow, WindowError, split_window
 from airflow_provider_orchestrator_audit.templating import unset_to_none
 from airflow_provider_orchestrator_audit.timestamps import format_ticks
@@ -71,7 +77,7 @@ with DAG(
         # these retries are for longer outages, about 2-4, 4-8 and 8-16 minutes apart.
         "retries": 3,
         "retry_delay": timedelta(minutes=2),
-        "retry_exponential_backoff": 2.0,
+        "retry_exponential_backoff": exponential_backoff(2.0),
         "max_retry_delay": timedelta(minutes=30),
     },
 ) as dag:

@@ -29,8 +29,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from airflow.sdk import DAG, CronDataIntervalTimetable, Param
-
+from airflow_provider_orchestrator_audit.compat import DAG, CronDataIntervalTimetable, Param, exponential_backoff
 from airflow_provider_orchestrator_audit.transfers.audit_logs_to_s3 import AuditLogsToS3Operator
 
 with DAG(
@@ -53,8 +52,8 @@ with DAG(
     default_args={
         "retries": 3,
         "retry_delay": timedelta(minutes=2),
-        # A multiplier in Airflow 3.3 (2.0 doubles the delay each try), capped by max_retry_delay.
-        "retry_exponential_backoff": 2.0,
+        # Doubles the delay each try (a multiplier from Airflow 3.3, a flag before), capped by max_retry_delay.
+        "retry_exponential_backoff": exponential_backoff(2.0),
         "max_retry_delay": timedelta(minutes=30),
     },
 ) as dag:

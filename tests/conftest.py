@@ -20,7 +20,7 @@ os.makedirs(_PLUGINS_FOLDER)
 with open(os.path.join(_PLUGINS_FOLDER, "lineage_reader.py"), "w") as _plugin:
     _plugin.write(
         "from airflow.plugins_manager import AirflowPlugin\n"
-        "from airflow.sdk.lineage import HookLineageReader\n\n\n"
+        "from airflow_provider_orchestrator_audit.compat import HookLineageReader\n\n\n"
         "class LineageReaderPlugin(AirflowPlugin):\n"
         "    name = 'lineage_reader'\n"
         "    hook_lineage_readers = [HookLineageReader]\n"

@@ -6,11 +6,16 @@ import asyncio
 from functools import cached_property
 from typing import Any
 
-from airflow.sdk import BaseHook
-
 from airflow_provider_orchestrator_audit.client.drivers import AsyncOrchestratorAuditClient, OrchestratorAuditClient
 from airflow_provider_orchestrator_audit.client.retry import RetryPolicy
 from airflow_provider_orchestrator_audit.client.settings import CONN_TYPE, ConnectionSettings
+from airflow_provider_orchestrator_audit.compat import (
+    BaseHook,
+    aget_connection,
+    amask_secret,
+    connection_form_widgets,
+    mask_secret,
+)
 from airflow_provider_orchestrator_audit.exceptions import OrchestratorAuditError
 from airflow_provider_orchestrator_audit.models import AuditLogPage
 
@@ -21,14 +26,10 @@ TEST_CONNECTION_RETRY_POLICY = RetryPolicy(max_attempts=2, max_elapsed=20.0, max
 
 
 def _mask(secret: str) -> None:
-    from airflow.sdk.log import mask_secret
-
     mask_secret(secret)
 
 
 async def _amask(secret: str) -> None:
-    from airflow.sdk.log import amask_secret
-
     await amask_secret(secret)
 
 
@@ -64,6 +65,28 @@ class OrchestratorAuditHook(BaseHook):
         self.orchestrator_conn_id = orchestrator_conn_id
         self.retry_policy = retry_policy or RetryPolicy()
         self.max_connections = max_connections
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """
+        The connection form's own fields, for Airflow 2.11, 3.0 and 3.1.
+
+        Airflow 3.2 and later read the same fields from the provider info (``conn-fields``) instead.
+        """
+        from airflow_provider_orchestrator_audit.get_provider_info import CONN_FIELDS
+
+        return connection_form_widgets(CONN_FIELDS)
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Labels, placeholders and hidden fields of the connection form, for Airflow 2.11, 3.0 and 3.1."""
+        from airflow_provider_orchestrator_audit.get_provider_info import UI_FIELD_BEHAVIOUR
+
+        return {
+            "hidden_fields": list(UI_FIELD_BEHAVIOUR["hidden-fields"]),
+            "relabeling": dict(UI_FIELD_BEHAVIOUR["relabeling"]),
+            "placeholders": dict(UI_FIELD_BEHAVIOUR["placeholders"]),
+        }
 
     @cached_property
     def settings(self) -> ConnectionSettings:
@@ -139,7 +162,8 @@ class OrchestratorAuditAsyncHook(BaseHook):
     """
     The asyncio twin of :class:`OrchestratorAuditHook`, for triggers.
 
-    Reads its connection with ``aget_connection`` so the triggerer's event loop is never blocked, and
+    Reads its connection without blocking the triggerer's event loop (``aget_connection`` where Airflow
+    has a non-blocking one, else in a worker thread), and
     shares request building, parsing, retries and error messages with the synchronous hook.
 
     :param orchestrator_conn_id: the ``orchestrator_audit`` connection to use.
@@ -169,7 +193,7 @@ class OrchestratorAuditAsyncHook(BaseHook):
 
     async def get_settings(self) -> ConnectionSettings:
         """The connection, read without blocking the event loop, and checked."""
-        settings = ConnectionSettings.from_connection(await self.aget_connection(self.orchestrator_conn_id))
+        settings = ConnectionSettings.from_connection(await aget_connection(self, self.orchestrator_conn_id))
         for secret in settings.secrets:
             await _amask(secret)
         return settings

@@ -8,9 +8,13 @@ from datetime import date, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
-from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
-
+from airflow_provider_orchestrator_audit.compat import (
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    BaseSensorOperator,
+    PokeReturnValue,
+    conf,
+)
 from airflow_provider_orchestrator_audit.exceptions import (
     OrchestratorAuditError,
     OrchestratorAuthError,
@@ -28,7 +32,7 @@ from airflow_provider_orchestrator_audit.triggers.audit_logs import (
 )
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow_provider_orchestrator_audit.compat import Context
 
 __all__ = ["AuditLogsTotalCountSensor"]
 

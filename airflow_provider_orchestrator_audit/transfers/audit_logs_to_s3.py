@@ -7,9 +7,8 @@ from datetime import date, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
-
 from airflow_provider_orchestrator_audit.client.retry import RetryPolicy
+from airflow_provider_orchestrator_audit.compat import BaseOperator, get_hook_lineage_collector
 from airflow_provider_orchestrator_audit.exceptions import AuditExportError, OrchestratorConfigError
 from airflow_provider_orchestrator_audit.export._s3_errors import unaborted_note
 from airflow_provider_orchestrator_audit.export.keys import DEFAULT_PREFIX, default_key
@@ -25,7 +24,8 @@ from airflow_provider_orchestrator_audit.timestamps import format_ticks
 
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-    from airflow.sdk import Context
+
+    from airflow_provider_orchestrator_audit.compat import Context
 
 __all__ = ["AuditLogsToS3Operator"]
 
@@ -274,8 +274,6 @@ class AuditLogsToS3Operator(BaseOperator):
 
     def _report_lineage(self, source_url: str, objects: list[str]) -> None:
         # The S3 hook reports the written objects itself; the source is ours to report.
-        from airflow.sdk.lineage import get_hook_lineage_collector
-
         get_hook_lineage_collector().add_input_asset(context=self.orchestrator_hook, uri=source_url)
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:

@@ -22,9 +22,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowNotFoundException
-from airflow.triggers.base import BaseTrigger, TriggerEvent
-
+from airflow_provider_orchestrator_audit.compat import AirflowNotFoundException, BaseTrigger, TriggerEvent
 from airflow_provider_orchestrator_audit.exceptions import (
     OrchestratorAuditError,
     OrchestratorConfigError,

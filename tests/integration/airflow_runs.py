@@ -64,8 +64,7 @@ def write_export_dag(
             """
             from datetime import datetime, timezone
 
-            from airflow.sdk import DAG, CronDataIntervalTimetable
-
+            from airflow_provider_orchestrator_audit.compat import DAG, CronDataIntervalTimetable
             from airflow_provider_orchestrator_audit.transfers.audit_logs_to_s3 import AuditLogsToS3Operator
             """
         )
