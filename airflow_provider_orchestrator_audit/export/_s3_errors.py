@@ -5,10 +5,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotocoreConnectionError
+
 if TYPE_CHECKING:
     from airflow_provider_orchestrator_audit.export.s3_object_settings import ObjectSettings
 
 __all__ = [
+    "S3_REQUEST_ERRORS",
+    "S3StepError",
     "destination",
     "endpoint_of",
     "is_unreachable",
@@ -19,6 +24,26 @@ __all__ = [
     "unaborted_note",
     "write_advice",
 ]
+
+#: What a request of the S3 client raises when it fails: S3's refusal (``ClientError``), botocore's transport,
+#: retry and parameter errors (``BotoCoreError``), and the socket or spool file underneath (``OSError``).
+S3_REQUEST_ERRORS: tuple[type[Exception], ...] = (ClientError, BotoCoreError, OSError)
+
+
+class S3StepError(Exception):
+    """
+    One S3 request of an upload failed after botocore's own retries.
+
+    :param key: the object key the request was for.
+    :param step: what it was doing, e.g. ``"sending part 2"``.
+    :param cause: the client's error.
+    """
+
+    def __init__(self, key: str, step: str, cause: BaseException) -> None:
+        super().__init__(f"{key}, {step}: {reason(cause)}")
+        self.key = key
+        self.step = step
+        self.cause = cause
 
 
 def _cause(error: BaseException) -> BaseException:
@@ -60,9 +85,6 @@ def status(error: BaseException) -> int | None:
 
 def is_unreachable(error: BaseException) -> bool:
     """Whether S3 never answered: refused, reset or timed-out connections (after botocore's own retries)."""
-    from botocore.exceptions import ConnectionError as BotocoreConnectionError
-    from botocore.exceptions import HTTPClientError
-
     return isinstance(_cause(error), BotocoreConnectionError | HTTPClientError)
 
 

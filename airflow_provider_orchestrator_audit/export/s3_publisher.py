@@ -1,4 +1,4 @@
-"""Upload a window's spooled parts to S3 under deterministic keys, and remove a previous run's extras."""
+"""The S3 requests of one window's export: check the bucket, PUT a part, remove what a failed run wrote, tidy up."""
 
 from __future__ import annotations
 
@@ -11,12 +11,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from airflow_provider_orchestrator_audit.exceptions import AuditExportError
 from airflow_provider_orchestrator_audit.export._s3_errors import (
+    S3_REQUEST_ERRORS,
     destination,
     is_unreachable,
     reason,
-    rerun_advice,
     status,
-    write_advice,
 )
 from airflow_provider_orchestrator_audit.export.keys import part_key, part_pattern, split_extension
 from airflow_provider_orchestrator_audit.export.s3_object_settings import ObjectSettings
@@ -25,9 +24,7 @@ from airflow_provider_orchestrator_audit.export.spool import SpooledPart
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-    from airflow_provider_orchestrator_audit.export.s3_stream import StreamingUploads
-
-__all__ = ["MAX_CLOCK_SKEW", "S3Publisher"]
+__all__ = ["MAX_CLOCK_SKEW", "Cleanup", "S3Publisher", "WrittenObjects"]
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +69,33 @@ def _answer_time(answer: Any) -> datetime | None:
 
 
 @dataclass
-class _Cleanup:
+class WrittenObjects:
+    """
+    The objects this run made, or may have made, visible: key -> the ETag of this run's object.
+
+    A key is entered before the request that makes its object (a PUT, a completion), with the ETag the
+    object will have when it can be computed from the content (None under SSE-KMS and SSE-C): a request
+    that is interrupted, or whose answer is lost, may still have made it. S3's answer replaces the guess.
+    """
+
+    etags: dict[str, str | None] = field(default_factory=dict)
+    #: Keys whose ETag is computed here, not S3's answer.
+    predicted: set[str] = field(default_factory=set)
+
+    def expect(self, key: str, etag: str | None) -> None:
+        """Enter ``key`` before the request that may make its object."""
+        self.etags[key] = etag
+        self.predicted.add(key)
+
+    def answered(self, key: str, etag: str | None) -> None:
+        """Record S3's ETag for ``key`` from its answer (kept as guessed when the answer has none)."""
+        if etag:
+            self.etags[key] = etag
+            self.predicted.discard(key)
+
+
+@dataclass
+class Cleanup:
     """What removing a failed run's objects left: each list holds keys."""
 
     kept: list[str] = field(default_factory=list)  # may be visible: could not be checked or deleted
@@ -83,14 +106,13 @@ class _Cleanup:
 
 class S3Publisher:
     """
-    Publishes one window's parts to ``s3://bucket/key`` through the amazon provider's :class:`S3Hook`.
+    The S3 requests of one window's export, through the amazon provider's :class:`S3Hook`.
 
-    The larger parts arrive as multipart uploads begun while reading (:class:`StreamingUploads`), which
-    are completed here; the smaller ones are PUT in one request. Only after all parts are up are objects
-    of an earlier run for the same key that this run did not write deleted, and multipart uploads that
-    an earlier failed run left (begun before this run started) are aborted. If writing fails or is
-    interrupted, the objects this run made visible are removed again, each only if it still has the
-    ETag this run's write gave it: another run that wrote the same key meanwhile keeps its object.
+    It checks the bucket, PUTs the parts too small for a multipart upload, lists and deletes an earlier
+    run's objects of the same window, aborts the uploads an earlier failed run left, and removes the
+    objects of a failed run, each only if it still has the ETag this run's write gave it: another run that
+    wrote the same key meanwhile keeps its object. When to call which, and what a failure says, is the
+    sink's (:class:`~.s3_sink.S3JsonLinesSink`).
 
     :param s3_hook: the hook of the destination's AWS connection.
     :param bucket: the bucket name.
@@ -104,8 +126,6 @@ class S3Publisher:
         self.settings = settings or ObjectSettings.build(hook_extra_args=getattr(s3_hook, "extra_args", None))
         for secret in self.settings.secrets:  # botocore logs request headers at DEBUG: the SSE-C key among them
             _mask_secret(secret)
-        # Keys whose ETag in a failed run's clean-up is computed here, not S3's answer to the write.
-        self._predicted: set[str] = set()
         self._created = datetime.now(UTC)
         #: When this run started, by S3's clock: set by :meth:`check_bucket`, this run's first S3 call.
         self.started: datetime | None = None
@@ -123,14 +143,16 @@ class S3Publisher:
         """
         return self.started if self.started is not None else self._created - MAX_CLOCK_SKEW
 
-    def _client(self) -> Any:
+    def client(self) -> Any:
+        """The hook's S3 client, or None when the connection cannot make one (its own error is reported)."""
         try:
             return self.s3_hook.get_conn()
-        except Exception:  # a connection that cannot even make a client: its own error is reported
+        except Exception:  # noqa: BLE001 - only for naming the endpoint in a message; any failure means "unknown"
             return None
 
-    def _where(self) -> str:
-        return f"S3 bucket {self.bucket!r} ({destination(self.s3_hook.aws_conn_id, self._client())})"
+    def where(self) -> str:
+        """``S3 bucket 'b' (aws_conn_id='aws_default', endpoint http://...)``."""
+        return f"S3 bucket {self.bucket!r} ({destination(self.s3_hook.aws_conn_id, self.client())})"
 
     def check_bucket(self) -> None:
         """
@@ -141,7 +163,9 @@ class S3Publisher:
         before = datetime.now(UTC)
         try:
             answer = self.s3_hook.get_conn().head_bucket(Bucket=self.bucket)
-        except Exception as error:
+        # Any exception: the first S3 call also builds the client from the connection, whose errors are the
+        # hook's own (AirflowException, ValueError, ...); every one of them gets the same clear message.
+        except Exception as error:  # noqa: BLE001
             if is_unreachable(error):
                 advice = (
                     "S3 did not answer: check that it is up and that the connection's endpoint_url points at it, "
@@ -156,7 +180,7 @@ class S3Publisher:
                 )
             else:
                 advice = "Create the bucket, or check the connection's endpoint_url, region and credentials."
-            raise AuditExportError(f"Cannot use {self._where()}: {reason(error)}. {advice}") from None
+            raise AuditExportError(f"Cannot use {self.where()}: {reason(error)}. {advice}") from None
         self.started = _answer_time(answer) or before - MAX_CLOCK_SKEW
 
     @staticmethod
@@ -166,122 +190,45 @@ class S3Publisher:
             raise ValueError("one object per window needs exactly one part")
         return part_key(key, index) if split else key
 
-    def publish(
-        self, key: str, parts: list[SpooledPart], *, split: bool, streamed: StreamingUploads | None = None
-    ) -> list[str]:
-        """
-        Upload ``parts`` (completing the multipart uploads that ``streamed`` began while reading);
-        return their ``s3://`` URIs.
-
-        If writing fails, or is interrupted (a task timeout or kill raises a ``BaseException``), the
-        objects this run made visible are removed again, each only if it is still the one this run wrote.
-
-        :param key: the object key, or the base of the part keys when ``split``.
-        :param parts: the window's spooled parts, in order.
-        :param split: name the objects ``<key stem>.part-NNNNN<ext>`` even when there is one part.
-        :param streamed: uploads already under way for the larger parts.
-        :return: the ``s3://`` URIs of the objects written, in part order.
-        :raises AuditExportError: when writing failed: what failed, what is visible now, what to do. An
-            exception that is not an :class:`Exception` (``AirflowTaskTimeout``, ``KeyboardInterrupt``) is
-            re-raised unchanged after the clean-up.
-        """
-        keys = [self.object_key(key, index, split=split) for index in range(len(parts))]
-        advice = rerun_advice(self.s3_hook.aws_conn_id, self._client())
-        self._predicted = set()
-        try:
-            # The parts sent while reading are confirmed first, so that a part that failed is reported as such
-            # whatever else S3 refuses afterwards; nothing is visible before the completions below.
-            if streamed is not None:
-                streamed.confirm(parts)
-            previous = self._existing(key)
-        except AuditExportError as error:
-            raise AuditExportError(f"{error} Nothing of this run is visible in the bucket. {advice}") from None
-        uploaded: list[str] = []  # answered by S3: visible
-        putting: dict[str, str | None] = {}  # key -> ETag of the object each PUT made, or would make
-        try:
-            completed = streamed.complete(parts) if streamed is not None else set()
-            uploaded.extend(keys[index] for index in sorted(completed))
-            for index, (object_key, part) in enumerate(zip(keys, parts, strict=True)):
-                if index not in completed:
-                    self._put(object_key, part, putting)
-                    uploaded.append(object_key)
-        except BaseException as error:  # a timeout or a kill too: the window must not stay half visible
-            # Completions and PUTs whose answer was lost, or that were interrupted, may have made an object.
-            written = {**(streamed.completing if streamed is not None else {}), **putting}
-            if streamed is not None:
-                self._predicted |= streamed.predicted
-            try:
-                cleanup = self._remove_written(written, previous, streamed)
-            except Exception as cleanup_error:  # never in place of the write's own error
-                log.warning("Removing this run's objects from %s failed: %s", self._where(), reason(cleanup_error))
-                cleanup = _Cleanup(
-                    kept=[object_key for object_key in written if object_key not in previous],
-                    replaced=[object_key for object_key in written if object_key in previous],
-                )
-            if not isinstance(error, Exception):
-                log.warning(
-                    "Writing to %s was interrupted (%s). %s",
-                    self._where(),
-                    type(error).__name__,
-                    self._outcome(cleanup),
-                )
-                raise
-            if not isinstance(error, AuditExportError):
-                advice = write_advice(error, self.bucket, self.settings, self.s3_hook.aws_conn_id, self._client())
-            raise AuditExportError(self._failure_message(error, keys, uploaded, cleanup, advice)) from None
-        self._report_outputs(keys)
-        stale = sorted(previous - set(keys))
-        if stale:
-            log.info("Removing %d object(s) of an earlier run of this window: %s", len(stale), stale)
-            self._delete(stale)
-        self._abort_unfinished(key)
-        return [f"s3://{self.bucket}/{object_key}" for object_key in keys]
-
-    def _put(self, object_key: str, part: SpooledPart, putting: dict[str, str | None]) -> None:
-        """PUT a part smaller than a multipart part, recording the ETag of the object it makes."""
+    def put(self, object_key: str, part: SpooledPart, written: WrittenObjects) -> None:
+        """PUT a part smaller than a multipart part, recording in ``written`` the object it makes."""
         # Entered before the call: an interrupted PUT, or one whose answer was lost, may still make the object.
         # Under SSE-KMS and SSE-C the ETag is no MD5 of the body, so it cannot be known before S3 answers.
-        putting[object_key] = _file_etag(part.path) if self.settings.etag_is_md5 else None
-        self._predicted.add(object_key)
+        written.expect(object_key, _file_etag(part.path) if self.settings.etag_is_md5 else None)
         with open(part.path, "rb") as body:
             answer = self.s3_hook.get_conn().put_object(
                 Bucket=self.bucket, Key=object_key, Body=body, **self.settings.put_args
             )
-        if answer.get("ETag"):
-            putting[object_key] = answer["ETag"]
-            self._predicted.discard(object_key)
+        written.answered(object_key, answer.get("ETag"))
 
-    def _report_outputs(self, keys: list[str]) -> None:
+    def report_outputs(self, keys: list[str]) -> None:
         """Report the written objects as lineage outputs; a failure here leaves the written window alone."""
         try:
             for object_key in keys:
                 _report_output(self.s3_hook, self.bucket, object_key)
-        except Exception as error:  # the export is written: lineage is about it, not part of it
+        # Any exception: the export is written; lineage is about it, not part of it, whatever a backend raises.
+        except Exception as error:  # noqa: BLE001
             log.warning(
-                "The window was written to %s, but reporting its lineage failed: %s", self._uris(keys), reason(error)
+                "The window was written to %s, but reporting its lineage failed: %s", self.uris(keys), reason(error)
             )
 
-    def _remove_written(
-        self, written: dict[str, str | None], previous: set[str], streamed: StreamingUploads | None
-    ) -> _Cleanup:
+    def remove_written(self, written: WrittenObjects, previous: set[str]) -> Cleanup:
         """
         Remove the objects a failed run made, leaving an earlier run's objects and other writers' alone.
 
-        :param written: key -> ETag of the object this run made (or may have made) under it.
+        Abort the run's unfinished uploads first: a completion whose answer was lost and that S3 has not
+        carried out yet then never will, so no object appears after the checks here.
+
+        :param written: what this run made (or may have made) visible.
         :param previous: this window's keys listed before anything was written.
-        :param streamed: its uploads not completed are aborted first.
         """
-        if streamed is not None:
-            # First: a completion whose answer was lost and that S3 has not carried out yet then never will,
-            # so no object appears after the check below.
-            streamed.abort()
-        cleanup = _Cleanup()
-        for object_key, etag in written.items():
+        cleanup = Cleanup()
+        for object_key, etag in written.etags.items():
             if object_key in previous:
                 # An earlier run's object under the same key is left as it is, or as this run replaced it.
                 cleanup.replaced.append(object_key)
                 continue
-            outcome = self._delete_if_written(object_key, etag, predicted=object_key in self._predicted)
+            outcome = self._delete_if_written(object_key, etag, predicted=object_key in written.predicted)
             if outcome == "kept":
                 cleanup.kept.append(object_key)
             elif outcome == "foreign":
@@ -307,10 +254,10 @@ class S3Publisher:
         client = self.s3_hook.get_conn()
         try:
             head = client.head_object(Bucket=self.bucket, Key=object_key, **self.settings.head_args)
-        except Exception as error:
+        except S3_REQUEST_ERRORS as error:
             if status(error) == 404:
                 return "absent"
-            log.warning("Could not check s3://%s/%s in %s: %s", self.bucket, object_key, self._where(), reason(error))
+            log.warning("Could not check s3://%s/%s in %s: %s", self.bucket, object_key, self.where(), reason(error))
             return "kept"
         current = head.get("ETag")
         if etag is None:  # an encrypted object whose write went unanswered: it cannot be told apart
@@ -324,62 +271,20 @@ class S3Publisher:
             # If-Match closes the gap after the HEAD where S3 supports conditional deletes; where it does not,
             # the HEAD just before is the check.
             client.delete_object(Bucket=self.bucket, Key=object_key, IfMatch=current, **self.settings.request_args)
-        except Exception as error:
+        except S3_REQUEST_ERRORS as error:
             if status(error) == 412:
                 return "foreign"
             if status(error) == 404:
                 return "absent"
-            log.warning(
-                "Could not remove s3://%s/%s from %s: %s", self.bucket, object_key, self._where(), reason(error)
-            )
+            log.warning("Could not remove s3://%s/%s from %s: %s", self.bucket, object_key, self.where(), reason(error))
             return "kept"
         return "removed"
 
-    def _outcome(self, cleanup: _Cleanup) -> str:
-        """What a failed run leaves visible, in sentences."""
-        outcome = []
-        if cleanup.kept:
-            outcome.append(
-                f"Removing what this run had made visible failed too: {self._uris(cleanup.kept)} may be visible "
-                "without the rest of the window."
-            )
-        if cleanup.replaced:
-            outcome.append(
-                f"The earlier run's objects stay, but this run may have replaced {self._uris(cleanup.replaced)} "
-                "before failing; until the rerun they may mix both runs."
-            )
-        if cleanup.undecided:
-            outcome.append(
-                f"{self._uris(cleanup.undecided)} may be visible without the rest of the window: S3 did not confirm "
-                "this run's write, and an object encrypted with SSE-KMS or SSE-C has an ETag that is not the MD5 of its "
-                "content, so whether it is this run's object or another run's cannot be told; it was left in place "
-                "(delete it unless another run wrote this window since, or let the rerun overwrite it)."
-            )
-        if not cleanup.kept and not cleanup.replaced and not cleanup.undecided:
-            outcome.append("Nothing of this run is visible in the bucket.")
-        if cleanup.foreign:
-            outcome.append(
-                f"{self._uris(cleanup.foreign)} changed after this run wrote it: another run writing the same keys "
-                "at the same time (the hourly DAG and a backfill of the same hours, say) replaced it, so it is left "
-                "as it is; let only one run write a window at a time."
-            )
-        return " ".join(outcome)
-
-    def _failure_message(
-        self, error: Exception, keys: list[str], uploaded: list[str], cleanup: _Cleanup, advice: str
-    ) -> str:
-        """What failed, what the failure left visible, and what to do."""
-        if isinstance(error, AuditExportError):  # a streamed upload failed; its message says which
-            problem = str(error)
-        else:
-            failed = next((object_key for object_key in keys if object_key not in uploaded), keys[-1])
-            problem = f"Writing s3://{self.bucket}/{failed} failed: {reason(error)}."
-        return f"{problem} {self._outcome(cleanup)} {advice}"
-
-    def _uris(self, keys: list[str]) -> str:
+    def uris(self, keys: list[str]) -> str:
+        """The ``s3://`` URIs of ``keys``, comma-separated."""
         return ", ".join(f"s3://{self.bucket}/{object_key}" for object_key in keys)
 
-    def _abort_unfinished(self, key: str) -> None:
+    def abort_unfinished(self, key: str) -> None:
         """
         Abort the multipart uploads of this window's keys that an earlier, failed run left behind.
 
@@ -402,12 +307,12 @@ class S3Publisher:
                 client.abort_multipart_upload(
                     Bucket=self.bucket, Key=object_key, UploadId=upload_id, **self.settings.request_args
                 )
-        except Exception as error:  # the window is written; this is housekeeping
+        except S3_REQUEST_ERRORS as error:  # the window is written; this is housekeeping
             log.warning(
                 "The window was written, but unfinished multipart uploads of an earlier failed run under %s in %s "
                 "could not be listed or aborted (%s); they are invisible, and the next run removes them",
                 split_extension(key)[0],
-                self._where(),
+                self.where(),
                 reason(error),
             )
             return
@@ -433,21 +338,36 @@ class S3Publisher:
             initiated = initiated.replace(tzinfo=UTC)
         return initiated < started
 
-    def _existing(self, key: str) -> set[str]:
+    def existing(self, key: str) -> set[str]:
+        """
+        This window's objects in the bucket now: ``key`` and its split parts.
+
+        :raises AuditExportError: when they cannot be listed.
+        """
         pattern = part_pattern(key)
         prefix = split_extension(key)[0]
         try:
             listed = self.s3_hook.list_keys(bucket_name=self.bucket, prefix=prefix)
-        except Exception as error:
-            raise AuditExportError(f"Cannot list {self._where()} under {prefix!r}: {reason(error)}.") from None
+        # Any exception: S3Hook wraps S3's errors in its own (AirflowException among them); each means the same.
+        except Exception as error:  # noqa: BLE001
+            raise AuditExportError(f"Cannot list {self.where()} under {prefix!r}: {reason(error)}.") from None
         return {object_key for object_key in listed or [] if pattern.match(object_key)}
 
-    def _delete(self, keys: list[str]) -> None:
-        """Delete an earlier run's ``keys`` after this run's window is written."""
+    def delete_stale(self, key: str, keys: list[str], previous: set[str]) -> None:
+        """
+        Delete the objects of an earlier run of the window under ``key`` that this run (``keys``) did not write.
+
+        :raises AuditExportError: when they cannot be deleted; this run's window is written.
+        """
+        stale = sorted(previous - set(keys))
+        if not stale:
+            return
+        log.info("Removing %d object(s) of an earlier run of this window: %s", len(stale), stale)
         try:
-            self.s3_hook.delete_objects(bucket=self.bucket, keys=keys)
-        except Exception as error:
+            self.s3_hook.delete_objects(bucket=self.bucket, keys=stale)
+        # Any exception: S3Hook raises AirflowException for the keys S3 refused, botocore's errors for the rest.
+        except Exception as error:  # noqa: BLE001
             raise AuditExportError(
-                f"The window was written, but removing the earlier run's objects {keys} from {self._where()} "
+                f"The window was written, but removing the earlier run's objects {stale} from {self.where()} "
                 f"failed ({reason(error)}); delete them by hand or rerun the task"
             ) from None

@@ -6,7 +6,8 @@ spool file can be sent as parts while later pages are still being fetched; the u
 only after the whole window has been read, and aborted if anything fails before. The upload then
 mostly overlaps the reading instead of following it, and memory stays at one part in flight. A part
 that fails (after botocore's own retries) stops the export at the next batch instead of after the
-whole window was read.
+whole window was read. What a failure says, and what is undone, is decided by the sink
+(:mod:`.s3_sink`); this module raises :class:`~._s3_errors.S3StepError` naming the object and the step.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_orchestrator_audit.exceptions import AuditExportError
-from airflow_provider_orchestrator_audit.export._s3_errors import reason, write_advice
+from airflow_provider_orchestrator_audit.export._s3_errors import S3_REQUEST_ERRORS, S3StepError, reason
 from airflow_provider_orchestrator_audit.export.s3_object_settings import ObjectSettings
 from airflow_provider_orchestrator_audit.export.spool import JsonLinesSpool, SpooledPart
 
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    from airflow_provider_orchestrator_audit.export.s3_publisher import WrittenObjects
 
 __all__ = ["PART_SIZE", "StreamingUploads", "multipart_etag"]
 
@@ -84,17 +86,10 @@ class StreamingUploads:
         self, s3_hook: S3Hook, bucket: str, keys: Callable[[int], str], settings: ObjectSettings | None = None
     ) -> None:
         self.client = s3_hook.get_conn()
-        self.aws_conn_id: str | None = getattr(s3_hook, "aws_conn_id", None)
         self.bucket = bucket
         self.keys = keys
         self.settings = settings or ObjectSettings.build(hook_extra_args=getattr(s3_hook, "extra_args", None))
         self._uploads: dict[int, _Upload] = {}
-        #: Keys whose upload :meth:`complete` asked S3 to complete, in order, with the ETag of the object it
-        #: made: S3's answer, or, when the answer was lost, the ETag the completion would give (None when it
-        #: cannot be known). A failed export removes those that are new, if they still have that ETag.
-        self.completing: dict[str, str | None] = {}
-        #: Keys in :attr:`completing` whose ETag is computed here, not S3's answer.
-        self.predicted: set[str] = set()
         # (key, reason) of every upload that :meth:`abort` could not abort, over all its calls.
         self._unaborted: list[tuple[str, str]] = []
         # One part in flight: the upload keeps pace with the reading, and memory stays at one part.
@@ -104,7 +99,7 @@ class StreamingUploads:
         """
         Send every complete stretch of :data:`PART_SIZE` bytes that the spool has written.
 
-        :raises AuditExportError: when a part sent earlier failed, or an upload cannot be started.
+        :raises S3StepError: when a part sent earlier failed, or an upload cannot be started.
         """
         self._check_sent()
         for index, path, size in spool.files():
@@ -120,8 +115,7 @@ class StreamingUploads:
         Send what is left of every upload and wait until S3 has stored all its parts; nothing is visible yet.
 
         :param parts: the finished spool parts; part ``i`` is the whole of the file upload ``i`` follows.
-        :raises AuditExportError: when a part failed (after botocore's own retries), naming the object and
-            the part.
+        :raises S3StepError: when a part failed (after botocore's own retries), naming the object and the part.
         """
         for index, part in enumerate(parts):
             upload = self._uploads.get(index)
@@ -131,30 +125,26 @@ class StreamingUploads:
             for number, future in enumerate(upload.parts, start=1):
                 try:
                     future.result()
-                except Exception as error:
-                    raise AuditExportError(self._failure(upload, f"sending part {number}", error)) from None
+                except S3_REQUEST_ERRORS as error:
+                    raise S3StepError(upload.key, f"sending part {number}", error) from None
 
-    def complete(self, parts: list[SpooledPart]) -> set[int]:
+    def complete(self, written: WrittenObjects) -> set[int]:
         """
-        Send what is left and complete every upload, making its object visible.
+        Complete every upload, making its object visible; call :meth:`confirm` first.
 
-        Each key is entered in :attr:`completing` before its completion is asked for, so that a failure,
-        even one that interrupts the call, knows which objects may have become visible.
+        Each key is entered in ``written`` before its completion is asked for, so that a failure, even one
+        that interrupts the call, knows which objects may have become visible.
 
-        :param parts: the finished spool parts, as for :meth:`confirm`.
+        :param written: where each completion records the object it makes (or may have made).
         :return: the indexes of the parts completed here (the others are small enough for a single PUT).
-        :raises AuditExportError: when a part failed, or S3 refused or did not answer a completion; the
-            uploads not completed stay open for :meth:`abort`.
+        :raises S3StepError: when S3 refused or did not answer a completion; the uploads not completed stay
+            open for :meth:`abort`.
         """
-        # Every part of every upload is sent and confirmed first; only then is anything completed, so a
-        # failed part (the likely failure) leaves no object visible at all.
-        self.confirm(parts)
         completed: set[int] = set()
         for index, upload in list(self._uploads.items()):
             part_list = [future.result() for future in upload.parts]
             # Under SSE-KMS and SSE-C the parts' ETags are no MD5s, and neither is the object's.
-            self.completing[upload.key] = multipart_etag(part_list) if self.settings.etag_is_md5 else None
-            self.predicted.add(upload.key)
+            written.expect(upload.key, multipart_etag(part_list) if self.settings.etag_is_md5 else None)
             try:
                 answer = self.client.complete_multipart_upload(
                     Bucket=self.bucket,
@@ -163,13 +153,11 @@ class StreamingUploads:
                     MultipartUpload={"Parts": part_list},
                     **self.settings.complete_args,
                 )
-            except Exception as error:
+            except S3_REQUEST_ERRORS as error:
                 # Still listed in _uploads: abort() abandons it (a lost answer to a completion that S3 did
-                # carry out leaves an object, which the publisher removes).
-                raise AuditExportError(self._failure(upload, "completing its multipart upload", error)) from None
-            if answer.get("ETag"):
-                self.completing[upload.key] = answer["ETag"]
-                self.predicted.discard(upload.key)
+                # carry out leaves an object, which the sink removes).
+                raise S3StepError(upload.key, "completing its multipart upload", error) from None
+            written.answered(upload.key, answer.get("ETag"))
             del self._uploads[index]
             completed.add(index)
         return completed
@@ -194,7 +182,7 @@ class StreamingUploads:
                 self.client.abort_multipart_upload(
                     Bucket=self.bucket, Key=upload.key, UploadId=upload.upload_id, **self.settings.request_args
                 )
-            except Exception as error:  # the export already failed; say so, but keep its error
+            except S3_REQUEST_ERRORS as error:  # the export already failed; say so, but keep its error
                 self._unaborted.append((upload.key, reason(error)))
                 log.warning(
                     "Could not abort the unfinished multipart upload of s3://%s/%s (%s); it is invisible and the next "
@@ -215,21 +203,7 @@ class StreamingUploads:
         for upload in self._uploads.values():
             for number, future in enumerate(upload.parts, start=1):
                 if future.done() and not future.cancelled() and (error := future.exception()) is not None:
-                    raise AuditExportError(self._failure(upload, f"sending part {number}", error, reading=True))
-
-    def _failure(self, upload: _Upload | str, stage: str, error: BaseException, *, reading: bool = False) -> str:
-        """
-        What failed. While reading, nothing is visible yet and the message is complete; at completion the
-        publisher adds what is visible and the advice.
-        """
-        key = upload if isinstance(upload, str) else upload.key
-        problem = f"Writing s3://{self.bucket}/{key} failed"
-        if not reading:
-            return f"{problem}, {stage}: {reason(error)}."
-        return (
-            f"{problem} while the window was still being read, {stage}: {reason(error)}. Nothing of this run is "
-            f"visible in the bucket. {write_advice(error, self.bucket, self.settings, self.aws_conn_id, self.client)}"
-        )
+                    raise S3StepError(upload.key, f"sending part {number}", error)
 
     def _start(self, index: int) -> _Upload:
         key = self.keys(index)
@@ -237,8 +211,8 @@ class StreamingUploads:
             upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=key, **self.settings.create_args)[
                 "UploadId"
             ]
-        except Exception as error:
-            raise AuditExportError(self._failure(key, "starting its multipart upload", error, reading=True)) from None
+        except S3_REQUEST_ERRORS as error:
+            raise S3StepError(key, "starting its multipart upload", error) from None
         upload = _Upload(key, upload_id)
         self._uploads[index] = upload
         return upload

@@ -50,7 +50,7 @@ class JsonLinesSpool:
         self.parts: list[SpooledPart] = []
         self.records = 0
         self._raw: IO[bytes] | None = None
-        self._writer: IO[bytes] | None = None
+        self._writer: IO[bytes] | gzip.GzipFile | None = None
         self._part_records = 0
 
     def write(self, entries: Iterable[AuditLogEntry]) -> None:

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import closing
 from datetime import date, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_orchestrator_audit.client.retry import RetryPolicy
 from airflow_provider_orchestrator_audit.compat import BaseOperator, get_hook_lineage_collector
-from airflow_provider_orchestrator_audit.exceptions import AuditExportError, OrchestratorConfigError
-from airflow_provider_orchestrator_audit.export._s3_errors import unaborted_note
+from airflow_provider_orchestrator_audit.exceptions import OrchestratorConfigError
 from airflow_provider_orchestrator_audit.export.keys import DEFAULT_PREFIX, default_key
 from airflow_provider_orchestrator_audit.export.reader import WindowReader
 from airflow_provider_orchestrator_audit.export.s3_object_settings import ObjectSettings, ObjectSettingsError
-from airflow_provider_orchestrator_audit.export.s3_publisher import S3Publisher
-from airflow_provider_orchestrator_audit.export.s3_stream import StreamingUploads
-from airflow_provider_orchestrator_audit.export.spool import COMPRESSIONS, JsonLinesSpool
+from airflow_provider_orchestrator_audit.export.s3_sink import S3JsonLinesSink
+from airflow_provider_orchestrator_audit.export.spool import COMPRESSIONS
 from airflow_provider_orchestrator_audit.hooks.orchestrator_audit import OrchestratorAuditHook
 from airflow_provider_orchestrator_audit.paging.window import AuditWindow, WindowError
 from airflow_provider_orchestrator_audit.templating import unset_to_none
@@ -203,71 +202,55 @@ class AuditLogsToS3Operator(BaseOperator):
         if not self.s3_bucket:
             raise OrchestratorConfigError(f"{self.task_id}: s3_bucket is empty")
         settings = self.orchestrator_hook.settings  # a bad connection fails here, before any request
-        object_settings = self.object_settings(self.s3_hook.extra_args)
-        publisher = S3Publisher(self.s3_hook, self.s3_bucket, object_settings)
-        publisher.check_bucket()
         key = self.s3_key or default_key(settings.organization, window, self.compression, self.s3_prefix)
-        self.log.info(
-            "Exporting audit entries of %r in %s to s3://%s/%s", settings.organization, window, self.s3_bucket, key
-        )
-        reader = WindowReader(
-            self._fetch_page, window, page_size=self.page_size, max_concurrency=self.max_concurrency, logger=self.log
-        )
-        split = self.max_records_per_file is not None
-        # Larger parts go up while the window is still being read; nothing is visible before the end.
-        streamed = StreamingUploads(
-            self.s3_hook, self.s3_bucket, lambda index: S3Publisher.object_key(key, index, split=split), object_settings
-        )
-        try:
-            with JsonLinesSpool(self.compression, self.max_records_per_file) as spool:
-                for batch in reader:
-                    spool.write(batch)
-                    streamed.advance(spool)
-                parts = spool.finish()
-                self.log.info(
-                    "Read %d entries in %d requests (%d probes, %d pages, %d repairs) in %.1fs; "
-                    "uploading %d part(s), %d bytes",
-                    spool.records,
-                    reader.stats.requests,
-                    reader.stats.probe_requests,
-                    reader.stats.page_requests,
-                    reader.stats.repair_requests,
-                    reader.stats.seconds,
-                    len(parts),
-                    sum(part.size for part in parts),
-                )
-                objects = publisher.publish(key, parts, split=split, streamed=streamed)
-                records = spool.records
-        except BaseException as error:
-            # A task timeout or kill too (AirflowTaskTimeout is a BaseException). The objects that publish()
-            # completed it removes itself, before re-raising; what is left here is the uploads not completed.
-            try:
-                unaborted = streamed.abort()
-            except Exception as abort_error:  # noqa: BLE001 - never in place of the export's own error
-                self.log.warning(
-                    "Could not abort the unfinished multipart uploads of this run in s3://%s (%s); they are invisible, "
-                    "and the next successful export of this window aborts them",
-                    self.s3_bucket,
-                    abort_error,
-                )
-                unaborted = []
-            if unaborted and isinstance(error, AuditExportError):
-                raise AuditExportError(f"{error} {unaborted_note(self.s3_bucket, unaborted)}") from None
-            raise
-        finally:
-            streamed.close()
-            self.orchestrator_hook.close()
+        reader = self._reader(window)
+        with closing(self.orchestrator_hook), self._sink(key) as sink:  # the sink checks the bucket first
+            self.log.info(
+                "Exporting audit entries of %r in %s to s3://%s/%s", settings.organization, window, self.s3_bucket, key
+            )
+            for batch in reader:
+                sink.write(batch)
+            self._log_read(reader, sink.records)
+            objects, records = sink.finish(), sink.records
         self._written = objects
         self._report_lineage(settings.audit_logs_url, objects)
-        result = {
+        self.log.info("Wrote %d records to %s", records, ", ".join(objects))
+        return {
             "records": records,
             "objects": objects,
             "window_start": format_ticks(window.start),
             "window_end": format_ticks(window.end),
             "total_count": reader.stats.total_count,
         }
-        self.log.info("Wrote %d records to %s", records, ", ".join(objects))
-        return result
+
+    def _reader(self, window: AuditWindow) -> WindowReader:
+        """The source: the window's entries in batches, each entry exactly once."""
+        return WindowReader(
+            self._fetch_page, window, page_size=self.page_size, max_concurrency=self.max_concurrency, logger=self.log
+        )
+
+    def _sink(self, key: str) -> S3JsonLinesSink:
+        """The destination: the window's objects under ``key``, visible whole or not at all."""
+        return S3JsonLinesSink(
+            self.s3_hook,
+            self.s3_bucket,
+            key,
+            settings=self.object_settings(self.s3_hook.extra_args),
+            compression=self.compression,
+            max_records_per_file=self.max_records_per_file,
+        )
+
+    def _log_read(self, reader: WindowReader, records: int) -> None:
+        stats = reader.stats
+        self.log.info(
+            "Read %d entries in %d requests (%d probes, %d pages, %d repairs) in %.1fs",
+            records,
+            stats.requests,
+            stats.probe_requests,
+            stats.page_requests,
+            stats.repair_requests,
+            stats.seconds,
+        )
 
     def _fetch_page(self, skip: int, top: int) -> Any:
         return self.orchestrator_hook.get_audit_logs(top=top, skip=skip, language=self.language)

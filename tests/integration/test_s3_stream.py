@@ -8,7 +8,7 @@ from secrets import token_hex
 import pytest
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-from airflow_provider_orchestrator_audit.export.s3_publisher import S3Publisher
+from airflow_provider_orchestrator_audit.export.s3_sink import S3JsonLinesSink
 from airflow_provider_orchestrator_audit.export.s3_stream import PART_SIZE, StreamingUploads
 from airflow_provider_orchestrator_audit.export.spool import JsonLinesSpool
 from airflow_provider_orchestrator_audit.models import AuditLogEntry
@@ -29,18 +29,12 @@ def batch(number: int) -> list[AuditLogEntry]:
 def test_parts_go_up_while_reading_and_appear_only_at_the_end(s3_server, bucket, compression):
     hook = S3Hook(aws_conn_id="aws_default")
     key = "stream/window.jsonl" + (".gz" if compression else "")
-    streamed = StreamingUploads(hook, bucket, lambda index: S3Publisher.object_key(key, index, split=False))
-    try:
-        with JsonLinesSpool(compression) as spool:
-            for number in range(BATCHES):
-                spool.write(batch(number))
-                streamed.advance(spool)
-            assert streamed._uploads, "large windows upload parts while they are read"
-            assert s3_server.list_keys(bucket) == []  # nothing visible yet
-            parts = spool.finish()
-            objects = S3Publisher(hook, bucket).publish(key, parts, split=False, streamed=streamed)
-    finally:
-        streamed.close()
+    with S3JsonLinesSink(hook, bucket, key, compression=compression) as sink:
+        for number in range(BATCHES):
+            sink.write(batch(number))
+        assert sink._uploads._uploads, "large windows upload parts while they are read"
+        assert s3_server.list_keys(bucket) == []  # nothing visible yet
+        objects = sink.finish()
     assert objects == [f"s3://{bucket}/{key}"]
     body = s3_server.get_object_bytes(bucket, key)
     text = (gzip.decompress(body) if compression else body).decode()
@@ -63,3 +57,18 @@ def test_an_aborted_export_leaves_nothing(s3_server, bucket):
     assert s3_server.list_keys(bucket) == []
     uploads = s3_server.client().list_multipart_uploads(Bucket=bucket).get("Uploads", [])
     assert uploads == []
+
+
+def test_a_source_error_inside_the_sink_goes_on_unchanged_and_leaves_nothing(s3_server, bucket):
+    hook = S3Hook(aws_conn_id="aws_default")
+
+    class SourceFailed(Exception):
+        pass
+
+    with pytest.raises(SourceFailed, match="page 31 is gone"), S3JsonLinesSink(hook, bucket, "w.jsonl") as sink:
+        for number in range(BATCHES // 2):
+            sink.write(batch(number))
+        assert sink._uploads._uploads
+        raise SourceFailed("page 31 is gone")
+    assert s3_server.list_keys(bucket) == []
+    assert s3_server.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
