@@ -90,8 +90,6 @@ class StreamingUploads:
         self.keys = keys
         self.settings = settings or ObjectSettings.build(hook_extra_args=getattr(s3_hook, "extra_args", None))
         self._uploads: dict[int, _Upload] = {}
-        # (key, reason) of every upload that :meth:`abort` could not abort, over all its calls.
-        self._unaborted: list[tuple[str, str]] = []
         # One part in flight: the upload keeps pace with the reading, and memory stays at one part.
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-upload")
 
@@ -170,20 +168,21 @@ class StreamingUploads:
         keep its storage. An upload whose completion was asked for but not answered is aborted too: if S3
         had not carried the completion out yet, it never will, and no object appears later.
 
-        :return: ``(key, reason)`` of each upload that could not be aborted (S3 down, say), in this call or
-            an earlier one; it stays invisible, and the next successful export of the same keys removes it.
+        :return: ``(key, reason)`` of each upload that could not be aborted (S3 down, say); it stays
+            invisible, and the next successful export of the same keys removes it.
         """
         for upload in self._uploads.values():
             for future in upload.parts:
                 future.cancel()
         wait([future for upload in self._uploads.values() for future in upload.parts])
+        unaborted: list[tuple[str, str]] = []
         for upload in self._uploads.values():
             try:
                 self.client.abort_multipart_upload(
                     Bucket=self.bucket, Key=upload.key, UploadId=upload.upload_id, **self.settings.request_args
                 )
             except S3_REQUEST_ERRORS as error:  # the export already failed; say so, but keep its error
-                self._unaborted.append((upload.key, reason(error)))
+                unaborted.append((upload.key, reason(error)))
                 log.warning(
                     "Could not abort the unfinished multipart upload of s3://%s/%s (%s); it is invisible and the next "
                     "successful export of this window removes it",
@@ -192,7 +191,7 @@ class StreamingUploads:
                     reason(error),
                 )
         self._uploads.clear()
-        return list(self._unaborted)
+        return unaborted
 
     def close(self) -> None:
         """Stop the upload thread."""
