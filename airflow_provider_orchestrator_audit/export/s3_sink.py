@@ -158,7 +158,7 @@ class S3JsonLinesSink:
     @property
     def _uploads(self) -> StreamingUploads:
         if self._streamed is None:
-            raise RuntimeError("S3JsonLinesSink is used in a with block")
+            raise RuntimeError("enter the S3JsonLinesSink (a with block) before writing to it")
         return self._streamed
 
     def _undo(self, error: BaseException) -> None:
