@@ -68,6 +68,21 @@ class AuditLogEntry:
         self._raw: dict[str, Any] | None = raw if self._source is None else None
 
     @classmethod
+    def from_line(cls, source: str, ticks: Ticks) -> AuditLogEntry:
+        """
+        An entry from its exact JSON text, already checked by the caller, without decoding it here.
+
+        :param source: the JSON text of an object with a ``createdOn``, holding none of ``\\n``, ``\\r``,
+            U+2028 and U+2029: it is written out as it is.
+        :param ticks: that ``createdOn``, parsed.
+        """
+        entry = cls.__new__(cls)
+        entry._ticks = ticks
+        entry._source = source
+        entry._raw = None
+        return entry
+
+    @classmethod
     def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
         from_dict = core_schema.no_info_after_validator_function(cls, core_schema.dict_schema())
         return core_schema.json_or_python_schema(
