@@ -345,7 +345,7 @@ class EventsDataset:
         # Regular events: the index range at or below before's createdOn, read downwards in chunks
         # (a tie group at the bound may sort partly above it by id).
         top = high if before is None else self.first_index_at_or_after(before[0] + 1, low, high)
-        chunk = min(count, 1 << 20) + _BURST_BLOCK
+        chunk = min(count, 1 << 20) + 16
         while top > low:
             bottom = max(low, top - chunk)
             reached_lowest = False
@@ -366,6 +366,7 @@ class EventsDataset:
             ):
                 break
             top = bottom
+            chunk *= 2  # a tie group wider than the chunk: read further down in larger steps
         cut = len(late) if before is None else bisect.bisect_left(late, (before[0], before[1], -1))
         for ticks, event_id, index in reversed(late[:cut]):
             if lowest is not None and ticks < lowest:

@@ -1,0 +1,316 @@
+"""
+The pure core of exporting unified audit events: time slices, cursor chains, exactly once. No I/O.
+
+The events API filters by ``from``/``to`` and pages by cursor: each answer's ``previous`` leads to
+older events. One cursor chain is sequential, so a window is cut into disjoint time slices
+(:func:`plan_slices`), each read as its own chain, and the chains run concurrently. A
+:class:`SliceChain` decides, for one slice, what to ask next and which events of each answer to
+release. It relies on as little as possible of what the documentation leaves open:
+
+* **Bounds.** Whether ``to`` (or ``from``) is inclusive, and at what precision the server reads them,
+  is unknown: the query asks for whole seconds that contain the slice (``from`` one second early) and
+  the chain keeps only ``start <= createdOn < end``, compared at full 100 ns precision. Slices are
+  disjoint, so each event belongs to exactly one of them.
+* **Cursors.** They are opaque and followed as given until ``previous`` is null, or until a page holds
+  an event older than the slice (a cursor that dropped ``from`` runs on past it).
+* **Overlapping, repeating and reordered pages.** A page is taken as a set. An event is released when
+  it is older than everything released so far (the *watermark*), shares the watermark's ``createdOn``
+  with an id not yet released (a tie group split across pages), or lies between the watermark and the
+  watermark of a few pages ago with an id not among those pages' (an event recorded late that the
+  chain shows now). Ids are remembered only for those few pages and the tie group at the watermark,
+  so memory does not grow with the window.
+* **A cursor the server no longer accepts.** Everything newer than the watermark has been read, so the
+  chain asks again with ``to`` just above the watermark (a *re-anchor*) and carries on; the same rules
+  drop what it already released.
+
+Example::
+
+    chain = SliceChain(TimeSlice(start, end))
+    request = chain.first_request()          # EventsRequest(query_from=..., query_to=..., cursor=None)
+    step = chain.accept(page_events, page_previous)
+    step.released                            # the slice's new events, newest first
+    step.next_request                        # the cursor to follow, or None when the slice is done
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
+
+from airflow_provider_orchestrator_audit.paging.stitcher import PagingError
+from airflow_provider_orchestrator_audit.paging.window import AuditWindow
+from airflow_provider_orchestrator_audit.timestamps import TICKS_PER_SECOND, Ticks, format_ticks
+
+__all__ = [
+    "EventLike",
+    "EventsRequest",
+    "SliceChain",
+    "SliceStep",
+    "TimeSlice",
+    "created_on_unit",
+    "format_bound",
+    "plan_slices",
+]
+
+#: Pages whose ids a chain remembers (besides the tie group at the watermark).
+REMEMBERED_PAGES = 8
+#: Answers in a row that bring nothing new before a chain gives up: the cursor does not advance.
+MAX_IDLE_PAGES = 3
+#: Refused cursors in a row, with no progress in between, before a chain gives up.
+MAX_REJECTED_CURSORS = 3
+
+
+class EventLike(Protocol):
+    """What the core needs of an event: its id, its ``createdOn`` text and that instant at full precision."""
+
+    @property
+    def event_id(self) -> str: ...
+
+    @property
+    def created_on(self) -> str: ...
+
+    @property
+    def created_on_ticks(self) -> Ticks: ...
+
+
+E = TypeVar("E", bound=EventLike)
+
+
+@dataclass(frozen=True)
+class TimeSlice:
+    """The events of one chain: ``start <= createdOn < end``, in ticks."""
+
+    start: Ticks
+    end: Ticks
+
+    def __str__(self) -> str:
+        return f"[{format_ticks(self.start)}, {format_ticks(self.end)})"
+
+
+def plan_slices(window: AuditWindow, count: int) -> list[TimeSlice]:
+    """
+    Cut ``window`` into at most ``count`` disjoint slices of about equal length, newest first.
+
+    Inner boundaries fall on whole seconds (each slice's query then asks exactly for its own seconds);
+    a window shorter than ``count`` seconds gets fewer slices. An empty window has none.
+    """
+    if count < 1:
+        raise ValueError(f"count must be at least 1, got {count}")
+    if window.is_empty:
+        return []
+    first_second = -(-window.start // TICKS_PER_SECOND)
+    last_second = window.end // TICKS_PER_SECOND
+    inner_seconds = max(0, last_second - first_second)
+    parts = max(1, min(count, inner_seconds))
+    bounds = [window.start]
+    for part in range(1, parts):
+        second = first_second + inner_seconds * part // parts
+        ticks = second * TICKS_PER_SECOND
+        if bounds[-1] < ticks < window.end:
+            bounds.append(ticks)
+    bounds.append(window.end)
+    slices = [TimeSlice(low, high) for low, high in itertools.pairwise(bounds)]
+    return slices[::-1]
+
+
+@dataclass(frozen=True)
+class EventsRequest:
+    """
+    One request of a chain: a first query by bounds, or a cursor to follow.
+
+    :param query_from: the ``from`` to send, with ``query_to``; None with a cursor.
+    :param query_to: the ``to`` to send.
+    :param cursor: the server's ``previous`` URL, sent as it is.
+    :param fraction_digits: the bounds' fractional digits as sent: 0 (whole seconds) unless the bound
+        is one unit above an event's ``createdOn``, written at that event's own precision.
+    """
+
+    query_from: Ticks | None = None
+    query_to: Ticks | None = None
+    cursor: str | None = None
+    fraction_digits: int = 0
+
+    def bound_text(self, ticks: Ticks) -> str:
+        """A bound as sent: ``2026-01-31T13:00:00Z`` or ``2026-01-31T13:05:12.346Z``."""
+        return format_bound(ticks, self.fraction_digits)
+
+
+def format_bound(ticks: Ticks, fraction_digits: int = 0) -> str:
+    """ISO-8601 in UTC with ``Z`` and ``fraction_digits`` digits (truncated), as the API's examples write bounds."""
+    text = format_ticks(ticks)  # 2026-01-31T13:05:12.3456789+00:00
+    fraction = text[19:27][: fraction_digits + 1] if fraction_digits else ""
+    return text[:19] + fraction + "Z"
+
+
+def created_on_unit(text: str) -> Ticks:
+    """The precision of a ``createdOn`` text, in ticks: 1 s without a fraction, 1 ms for ``.345Z``..."""
+    dot = text.find(".", 19)
+    if dot < 0:
+        return TICKS_PER_SECOND
+    digits = 0
+    while dot + 1 + digits < len(text) and text[dot + 1 + digits].isdigit():
+        digits += 1
+    return 10 ** (7 - min(7, digits)) if digits else TICKS_PER_SECOND
+
+
+@dataclass(frozen=True)
+class SliceStep(Generic[E]):
+    """What an answer gave: the events to release (newest first) and the next request (None: done)."""
+
+    released: list[E]
+    next_request: EventsRequest | None
+    repeated: int = 0
+    passed: int = 0
+
+
+def _floor_second(ticks: Ticks) -> Ticks:
+    return ticks // TICKS_PER_SECOND * TICKS_PER_SECOND
+
+
+def _ceil_second(ticks: Ticks) -> Ticks:
+    return -(-ticks // TICKS_PER_SECOND) * TICKS_PER_SECOND
+
+
+@dataclass
+class SliceChain(Generic[E]):
+    """
+    Reads one time slice through its cursor chain and releases each of its events once.
+
+    Not thread-safe: one driver feeds it the answers of its requests, one at a time.
+
+    :param slice: the slice's bounds.
+    :param remembered_pages: how many pages' ids are kept to recognise repeats.
+    """
+
+    slice: TimeSlice
+    remembered_pages: int = REMEMBERED_PAGES
+    done: bool = False
+    released_count: int = 0
+    requests: int = 0
+    reanchors: int = 0
+    #: The oldest ``createdOn`` seen on the chain (None before the first event).
+    watermark: Ticks | None = None
+    _ids_at_watermark: set[str] = field(default_factory=set, repr=False)
+    _recent_pages: deque[list[str]] = field(default_factory=deque, repr=False)
+    _recent_ids: dict[str, int] = field(default_factory=dict, repr=False)
+    _past_watermarks: deque[Ticks | None] = field(default_factory=deque, repr=False)
+    _idle_pages: int = 0
+    _last_page_key: frozenset[str] | None = None
+    _watermark_unit: Ticks = TICKS_PER_SECOND
+    _rejected_in_a_row: int = 0
+
+    def first_request(self) -> EventsRequest:
+        """The query that starts the chain: whole seconds around the slice (``from`` one second early)."""
+        self.requests += 1
+        return EventsRequest(
+            query_from=_floor_second(self.slice.start) - TICKS_PER_SECOND, query_to=_ceil_second(self.slice.end)
+        )
+
+    def accept(self, events: Sequence[E], previous: str | None) -> SliceStep[E]:
+        """
+        Take one answer of the chain (in any order inside the page) and say what to do next.
+
+        :param events: the page's events.
+        :param previous: the page's ``previous`` cursor, None when the server has no older events.
+        :raises PagingError: when the server's cursor stops advancing.
+        """
+        if self.done:
+            raise RuntimeError("the chain is done; it takes no more answers")
+        watermark = self.watermark
+        horizon = self._past_watermarks[0] if len(self._past_watermarks) >= self.remembered_pages else None
+        released: list[E] = []
+        new: list[E] = []
+        page_ids: list[str] = []
+        repeated = passed = 0
+        reached_start = False
+        oldest = watermark
+        for event in events:
+            ticks, event_id = event.created_on_ticks, event.event_id
+            if oldest is None or ticks < oldest:
+                oldest = ticks
+            if ticks < self.slice.start:
+                reached_start = True
+                continue
+            if event_id in self._recent_ids or event_id in self._ids_at_watermark:
+                repeated += 1
+                continue
+            if watermark is None or ticks <= watermark or horizon is None or ticks < horizon:
+                # New to this chain. Events above the slice are tracked like the others (the chain may
+                # have to walk through a tie group above it) but released by the slice above.
+                new.append(event)
+                page_ids.append(event_id)
+                self._recent_ids[event_id] = self._recent_ids.get(event_id, 0) + 1
+                if ticks < self.slice.end:
+                    released.append(event)
+            else:
+                passed += 1  # newer than a watermark several pages back: the chain went past it long ago
+        self._remember(page_ids, oldest, new)
+        # The same page again (or nothing at all) while a cursor says there is more: the cursor is
+        # not advancing. Pages of known events are fine otherwise: after a re-anchor the chain walks
+        # through what it already read.
+        page_key = frozenset(event.event_id for event in events)
+        self._idle_pages = self._idle_pages + 1 if not new and page_key == self._last_page_key else 0
+        self._last_page_key = page_key
+        if new:
+            self._rejected_in_a_row = 0
+        if self._idle_pages >= MAX_IDLE_PAGES and previous is not None:
+            raise PagingError(
+                f"the events cursor does not advance: {self._idle_pages + 1} answers in a row for slice {self.slice} "
+                f"held the same events (last cursor {previous!r}); the server repeats its pages"
+            )
+        released.sort(key=lambda item: (-item.created_on_ticks, item.event_id))
+        self.released_count += len(released)
+        if reached_start or previous is None:
+            self.done = True
+            return SliceStep(released, None, repeated, passed)
+        self.requests += 1
+        return SliceStep(released, EventsRequest(cursor=previous), repeated, passed)
+
+    def cursor_rejected(self, reason: str) -> EventsRequest:
+        """
+        The server refused the chain's cursor (expired, or no longer known): ask again from the watermark.
+
+        :param reason: what the server answered, for the error when re-anchoring does not help.
+        :raises PagingError: after :data:`MAX_REJECTED_CURSORS` refusals in a row with no progress.
+        """
+        self._rejected_in_a_row += 1
+        if self._rejected_in_a_row > MAX_REJECTED_CURSORS:
+            raise PagingError(
+                f"the server refused {self._rejected_in_a_row} cursors in a row for slice {self.slice} and asking "
+                f"again from the last event read brought nothing new ({reason})"
+            )
+        self.reanchors += 1
+        self.requests += 1
+        query_from = _floor_second(self.slice.start) - TICKS_PER_SECOND
+        if self.watermark is None or self.watermark + self._watermark_unit >= self.slice.end:
+            return EventsRequest(query_from=query_from, query_to=_ceil_second(self.slice.end))
+        # One unit of the server's own precision above the watermark: whether ``to`` is inclusive or
+        # not, the answer holds the watermark's whole tie group; what lies above it was read already
+        # and is recognised and dropped.
+        unit = self._watermark_unit
+        digits = 7 - len(str(unit)) + 1
+        return EventsRequest(query_from=query_from, query_to=self.watermark + unit, fraction_digits=digits)
+
+    def _remember(self, page_ids: list[str], oldest: Ticks | None, new: Iterable[E]) -> None:
+        previous_watermark = self.watermark
+        self._past_watermarks.append(previous_watermark)
+        if len(self._past_watermarks) > self.remembered_pages:
+            self._past_watermarks.popleft()
+        self._recent_pages.append(page_ids)
+        if len(self._recent_pages) > self.remembered_pages:
+            for event_id in self._recent_pages.popleft():
+                count = self._recent_ids.pop(event_id, 1) - 1
+                if count > 0:
+                    self._recent_ids[event_id] = count
+        if oldest is None:
+            return
+        if previous_watermark is None or oldest < previous_watermark:
+            self.watermark = oldest
+            self._ids_at_watermark = set()
+        for event in new:
+            if event.created_on_ticks == self.watermark:
+                self._ids_at_watermark.add(event.event_id)
+                self._watermark_unit = created_on_unit(event.created_on)
