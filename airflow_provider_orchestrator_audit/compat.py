@@ -62,6 +62,7 @@ __all__ = [
     "amask_secret",
     "conf",
     "connection_form_widgets",
+    "datetime_trigger",
     "exponential_backoff",
     "get_hook_lineage_collector",
     "mask_secret",
@@ -112,6 +113,19 @@ async def aget_connection(hook: Any, conn_id: str) -> Any:
     from asgiref.sync import sync_to_async
 
     return await sync_to_async(hook.get_connection)(conn_id)
+
+
+def datetime_trigger(moment: Any) -> Any:
+    """
+    A trigger that fires at ``moment`` (an aware datetime), for a task that waits in the triggerer.
+
+    Core's ``DateTimeTrigger`` in 2.11; the standard provider's from 3.0 (imported only when needed).
+    """
+    if AIRFLOW_V_3_0_PLUS:
+        from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+    else:
+        from airflow.triggers.temporal import DateTimeTrigger
+    return DateTimeTrigger(moment=moment)
 
 
 def exponential_backoff(multiplier: float) -> float | bool:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from contextlib import closing
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_orchestrator_audit.client.retry import RetryPolicy
-from airflow_provider_orchestrator_audit.compat import BaseOperator, get_hook_lineage_collector
+from airflow_provider_orchestrator_audit.compat import BaseOperator, datetime_trigger, get_hook_lineage_collector
 from airflow_provider_orchestrator_audit.exceptions import OrchestratorConfigError
 from airflow_provider_orchestrator_audit.export.keys import DEFAULT_PREFIX, default_key
 from airflow_provider_orchestrator_audit.export.reader import WindowReader
@@ -19,7 +19,7 @@ from airflow_provider_orchestrator_audit.export.spool import COMPRESSIONS
 from airflow_provider_orchestrator_audit.hooks.orchestrator_audit import OrchestratorAuditHook
 from airflow_provider_orchestrator_audit.paging.window import AuditWindow, WindowError
 from airflow_provider_orchestrator_audit.templating import unset_to_none
-from airflow_provider_orchestrator_audit.timestamps import format_ticks
+from airflow_provider_orchestrator_audit.timestamps import format_ticks, ticks_to_datetime
 
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -32,6 +32,21 @@ _MANUAL_RUN_ADVICE = (
     "set window_start and window_end on the operator (ISO-8601, e.g. '2026-01-31T13:00:00Z'; templates such as "
     "'{{ params.window_start }}' work), or trigger the DAG with a data interval (a scheduled run or a backfill)"
 )
+
+
+def _min_age(task_id: str, value: timedelta | float | None) -> timedelta | None:
+    """The operator's ``min_age`` as a duration; a bad one fails the DAG's import, naming the task."""
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        age = value
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        age = timedelta(seconds=value)
+    else:
+        raise ValueError(f"{task_id}: min_age must be a timedelta, a number of seconds or None, got {value!r}")
+    if age < timedelta(0):
+        raise ValueError(f"{task_id}: min_age must not be negative, got {value!r}")
+    return age or None
 
 
 def _request_retry_policy(task_id: str, value: RetryPolicy | Mapping[str, Any] | None) -> RetryPolicy:
@@ -90,6 +105,9 @@ class AuditLogsToS3Operator(BaseOperator):
         every write (``PutObject``, ``CreateMultipartUpload``, and where S3 needs them ``UploadPart``),
         over the S3 hook's own ``extra_args``. Objects are ``application/x-ndjson``, or ``application/gzip``
         with ``compression="gzip"``.
+    :param min_age: export the window only once it is this old (a ``timedelta`` or seconds): until
+        ``window_end + min_age`` the task waits by deferring, holding no worker slot, so that entries
+        recorded late have arrived. Default: None, no wait.
     """
 
     template_fields: Sequence[str] = ("s3_bucket", "s3_key", "window_start", "window_end", "s3_prefix")
@@ -114,6 +132,7 @@ class AuditLogsToS3Operator(BaseOperator):
         encrypt: bool = False,
         acl_policy: str | None = None,
         s3_extra_args: Mapping[str, Any] | None = None,
+        min_age: timedelta | float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -142,6 +161,7 @@ class AuditLogsToS3Operator(BaseOperator):
         self.acl_policy = acl_policy
         self.s3_extra_args = dict(s3_extra_args) if isinstance(s3_extra_args, Mapping) else s3_extra_args
         self.object_settings()  # a bad value fails the DAG's import, naming the task
+        self.min_age = _min_age(self.task_id, min_age)
         self._written: list[str] = []
 
     @cached_property
@@ -201,6 +221,32 @@ class AuditLogsToS3Operator(BaseOperator):
         window = self.resolve_window(context)
         if not self.s3_bucket:
             raise OrchestratorConfigError(f"{self.task_id}: s3_bucket is empty")
+        self._defer_until_old_enough(window)
+        return self._export(window)
+
+    def execute_after_wait(self, context: Context, event: Any = None) -> dict[str, Any]:
+        """Resume after :meth:`_defer_until_old_enough`: the window is old enough now."""
+        return self._export(self.resolve_window(context))
+
+    def _defer_until_old_enough(self, window: AuditWindow) -> None:
+        """
+        With ``min_age``, wait in the triggerer (no worker slot held) until ``window_end + min_age``:
+        entries recorded late into the window have then had that long to arrive.
+        """
+        if self.min_age is None:
+            return
+        ready_at = ticks_to_datetime(window.end) + self.min_age
+        if datetime.now(UTC) >= ready_at:
+            return
+        self.log.info(
+            "Window %s is younger than min_age (%s): waiting in the triggerer until %s",
+            window,
+            self.min_age,
+            ready_at.isoformat(),
+        )
+        self.defer(trigger=datetime_trigger(ready_at), method_name="execute_after_wait")
+
+    def _export(self, window: AuditWindow) -> dict[str, Any]:
         settings = self.orchestrator_hook.settings  # a bad connection fails here, before any request
         key = self.s3_key or default_key(settings.organization, window, self.compression, self.s3_prefix)
         reader = self._reader(window)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import time
 from collections import Counter
 from datetime import UTC, datetime
 
@@ -89,3 +90,88 @@ def test_no_entry_that_existed_before_the_export_is_lost(
     # Recorded late entries did land in the window while it was read: the scenario tested something.
     assert sum(after.values()) > sum(before.values())
     assert orchestrator.stats.audit_requests > 10
+
+
+def test_answers_that_cannot_prove_the_pages_meet_fail_with_nothing_written(
+    orchestrator, orchestrator_conn, bucket, s3_server
+):
+    # Two entries per page: one must repeat the page before and one waits for the next, so no page can
+    # prove a single new entry complete. The export says so instead of guessing by offsets.
+    orchestrator.page_size_cap = 2
+    orchestrator.late_per_request = 1
+    path = write_export_dag(
+        "late_entries_capped",
+        {
+            "orchestrator_conn_id": orchestrator_conn,
+            "s3_bucket": bucket,
+            "window_start": "2026-01-01T00:30:00Z",
+            "window_end": "2026-01-01T01:00:00Z",
+        },
+    )
+    state, result = run_dag(path, "late_entries_capped", datetime(2026, 3, 1, tzinfo=UTC))
+    assert state == "failed" and result is None
+    assert s3_server.list_keys(bucket, "") == []
+    assert orchestrator.stats.audit_requests < 50
+
+
+# --- min_age: export a window only once entries recorded late have had time to arrive ------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (-1, "min_age must not be negative"),
+        ("30m", "min_age must be a timedelta, a number of seconds or None"),
+        (True, "min_age must be a timedelta, a number of seconds or None"),
+    ],
+)
+def test_a_bad_min_age_fails_when_the_dag_is_parsed(value, message):
+    from airflow_provider_orchestrator_audit.transfers.audit_logs_to_s3 import AuditLogsToS3Operator
+
+    with pytest.raises(ValueError, match=f"export_audit: {message}"):
+        AuditLogsToS3Operator(task_id="export_audit", s3_bucket="b", min_age=value)
+
+
+def test_a_young_window_waits_in_the_triggerer_until_it_is_min_age_old(
+    orchestrator, orchestrator_conn, bucket, s3_server
+):
+    from datetime import timedelta
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    window = ((now - timedelta(minutes=5)).isoformat(), now.isoformat())
+    wait = 4.0
+    started = time.monotonic()
+    path = write_export_dag(
+        "min_age_young",
+        {
+            "orchestrator_conn_id": orchestrator_conn,
+            "s3_bucket": bucket,
+            "window_start": window[0],
+            "window_end": window[1],
+            "min_age": wait,
+        },
+    )
+    state, result = run_dag(path, "min_age_young", datetime(2026, 3, 1, tzinfo=UTC))
+    assert state == "success"
+    assert result["records"] == 0 and len(result["objects"]) == 1
+    # The deferral: no request reached Orchestrator before window_end + min_age.
+    ready_after = (now + timedelta(seconds=wait) - datetime.now(UTC)).total_seconds() + (time.monotonic() - started)
+    first_request = min(request.arrived for request in orchestrator.stats.audit_timeline) - started
+    assert first_request >= ready_after - 0.5, (first_request, ready_after)
+
+
+def test_an_old_window_is_exported_at_once_whatever_min_age(orchestrator, orchestrator_conn, bucket, s3_server):
+    path = write_export_dag(
+        "min_age_old",
+        {
+            "orchestrator_conn_id": orchestrator_conn,
+            "s3_bucket": bucket,
+            "window_start": "2026-01-01T00:10:00Z",
+            "window_end": "2026-01-01T00:20:00Z",
+            "min_age": 3600,
+        },
+    )
+    started = time.monotonic()
+    state, result = run_dag(path, "min_age_old", datetime(2026, 3, 1, tzinfo=UTC))
+    assert state == "success" and result["records"] > 500
+    assert time.monotonic() - started < 60
