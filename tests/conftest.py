@@ -40,14 +40,17 @@ if TYPE_CHECKING:
 
 CONN_ID = "orchestrator_audit_test"
 ORCHESTRATOR_ENTRIES = 5_000
+#: Unified audit events per stream (the organization's and each tenant's) of the session's server.
+ORCHESTRATOR_EVENTS = 5_000
 
 
 @pytest.fixture(scope="session")
 def orchestrator_server() -> Iterator[LocalOrchestratorServer]:
     """One local Orchestrator for the session; :func:`orchestrator` resets it for each test."""
-    from airflow_provider_orchestrator_audit.testing import AuditDataset, LocalOrchestratorServer
+    from airflow_provider_orchestrator_audit.testing import AuditDataset, EventsDataset, LocalOrchestratorServer
 
-    with LocalOrchestratorServer(AuditDataset(size=ORCHESTRATOR_ENTRIES, seed=7)) as server:
+    events = EventsDataset(size=ORCHESTRATOR_EVENTS, seed=7, tie_probability=0.2)
+    with LocalOrchestratorServer(AuditDataset(size=ORCHESTRATOR_ENTRIES, seed=7), events=events) as server:
         yield server
 
 
@@ -67,9 +70,20 @@ def orchestrator(orchestrator_server: LocalOrchestratorServer) -> Iterator[Local
     server.token_lifetime_seconds = 3600
     server.granted_scopes = ("PM.Audit.Read", "PM.Audit")
     server.dataset.set_visible_range(0, ORCHESTRATOR_ENTRIES)
+    _reset_events(server)
     server.reset_stats()
     yield server
     server.faults.clear()
+
+
+def _reset_events(server: LocalOrchestratorServer) -> None:
+    from airflow_provider_orchestrator_audit.testing import ListingSwitches
+    from airflow_provider_orchestrator_audit.testing.events_dataset import ORGANIZATION_STREAM
+
+    server.event_listing.switches = ListingSwitches()
+    server.event_arrivals_per_request = server.event_late_per_request = 0
+    for stream in (ORGANIZATION_STREAM, *server.events.tenants):
+        server.events.set_visible(stream, 0, ORCHESTRATOR_EVENTS)
 
 
 def connection_env(conn: dict) -> str:

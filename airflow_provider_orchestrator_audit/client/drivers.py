@@ -10,6 +10,7 @@ from typing import Any, Self, TypeVar, cast
 
 import httpx
 
+from airflow_provider_orchestrator_audit.client.events import EventsQuery, fetch_events_page
 from airflow_provider_orchestrator_audit.client.exchanges import (
     AuditLogQuery,
     Exchange,
@@ -23,6 +24,7 @@ from airflow_provider_orchestrator_audit.client.retry import RetryPolicy
 from airflow_provider_orchestrator_audit.client.settings import ConnectionSettings
 from airflow_provider_orchestrator_audit.client.tokens import TokenCache
 from airflow_provider_orchestrator_audit.client.validation import checked_int
+from airflow_provider_orchestrator_audit.event_models import AuditEventsPage
 from airflow_provider_orchestrator_audit.models import AuditLogPage
 
 __all__ = ["AsyncOrchestratorAuditClient", "OrchestratorAuditClient"]
@@ -87,6 +89,10 @@ class OrchestratorAuditClient:
     def fetch_page(self, query: AuditLogQuery) -> AuditLogPage:
         """The page ``query`` asks for, retried as the client's policy allows."""
         return self._run(fetch_audit_page(self.settings, self.retry_policy, query))
+
+    def fetch_events(self, query: EventsQuery) -> AuditEventsPage:
+        """The page of unified audit events ``query`` asks for, retried as the client's policy allows."""
+        return self._run(fetch_events_page(self.settings, self.retry_policy, query))
 
     def access_token(self) -> str:
         """The bearer token the next request will carry (the personal access token in PAT mode)."""
@@ -178,6 +184,10 @@ class AsyncOrchestratorAuditClient:
     async def fetch_page(self, query: AuditLogQuery) -> AuditLogPage:
         """The page ``query`` asks for, retried as the client's policy allows."""
         return await self._run(fetch_audit_page(self.settings, self.retry_policy, query))
+
+    async def fetch_events(self, query: EventsQuery) -> AuditEventsPage:
+        """The page of unified audit events ``query`` asks for, retried as the client's policy allows."""
+        return await self._run(fetch_events_page(self.settings, self.retry_policy, query))
 
     async def access_token(self) -> str:
         """The bearer token the next request will carry (the personal access token in PAT mode)."""

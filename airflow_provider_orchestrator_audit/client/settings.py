@@ -36,6 +36,7 @@ class ConnectionSettings:
     :param token_url: the identity server's token endpoint.
     :param verify: verify TLS certificates (bool) or the path of a CA bundle.
     :param timeout: seconds for connecting and for each read.
+    :param tenant: the default tenant (extra ``tenant``) for tenant-level audit events.
     """
 
     conn_id: str
@@ -48,6 +49,7 @@ class ConnectionSettings:
     token_url: str = ""
     verify: bool | str = True
     timeout: float = DEFAULT_TIMEOUT
+    tenant: str | None = None
 
     def __post_init__(self) -> None:
         if not self.token_url:
@@ -102,6 +104,7 @@ class ConnectionSettings:
             token_url=_token_url(extra, problem),
             verify=_verify(_extra_value(extra, "verify")),
             timeout=_timeout(_extra_value(extra, "timeout"), problem),
+            tenant=str(_extra_value(extra, "tenant") or "").strip().strip("/") or None,
         )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_orchestrator_audit.client.drivers import AsyncOrchestratorAuditClient, OrchestratorAuditClient
 from airflow_provider_orchestrator_audit.client.retry import RetryPolicy
@@ -18,6 +18,11 @@ from airflow_provider_orchestrator_audit.compat import (
 )
 from airflow_provider_orchestrator_audit.exceptions import OrchestratorAuditError
 from airflow_provider_orchestrator_audit.models import AuditLogPage
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from airflow_provider_orchestrator_audit.event_models import AuditEventsPage, EventLevel
 
 __all__ = ["TEST_CONNECTION_RETRY_POLICY", "OrchestratorAuditAsyncHook", "OrchestratorAuditHook"]
 
@@ -129,6 +134,45 @@ class OrchestratorAuditHook(BaseHook):
         """
         return self.client.get_audit_logs(top, skip, sort_by, sort_order, language, api_version)
 
+    def get_audit_events(
+        self,
+        level: EventLevel = "organization",
+        *,
+        tenant: str | None = None,
+        from_: str | datetime | None = None,
+        to: str | datetime | None = None,
+        max_count: int | None = None,
+        cursor: str | None = None,
+    ) -> AuditEventsPage:
+        """
+        One page of UiPath's unified audit events, organization or tenant level, newest first.
+
+        ``GET {host}/{organization}/orgaudit_/api/query/events`` or
+        ``GET {host}/{organization}/{tenant}/tenantaudit_/api/query/events``. Follow ``page.previous``
+        (pass it as ``cursor``) until it is None to read older events::
+
+            page = hook.get_audit_events("tenant", tenant="DefaultTenant", from_="2026-01-31T13:00:00Z",
+                                         to="2026-01-31T14:00:00Z", max_count=200)
+            while True:
+                for event in page.events:
+                    event.event_id, event.created_on, event.raw.get("clientInfo")
+                if page.previous is None:
+                    break
+                page = hook.get_audit_events("tenant", tenant="DefaultTenant", cursor=page.previous)
+
+        :param level: ``"organization"`` or ``"tenant"``.
+        :param tenant: the tenant's name for the tenant level; default: the connection's extra ``tenant``.
+        :param from_: the ``from`` bound (ISO-8601 text sent as it is, or a datetime).
+        :param to: the ``to`` bound, likewise. Whether the server treats either as inclusive is not documented.
+        :param max_count: ``maxCount``; the server caps it (200 is reported).
+        :param cursor: a ``previous`` URL of an earlier page; the bounds are then the cursor's own.
+        :raises CursorRejectedError: when the server refuses ``cursor`` (expired or unknown).
+        """
+        from airflow_provider_orchestrator_audit.client.events import EventsQuery
+
+        query = EventsQuery(level, tenant or self.settings.tenant, from_, to, max_count, cursor)
+        return self.client.fetch_events(query)
+
     def test_connection(self) -> tuple[bool, str]:
         """
         Get a token and one audit entry; used by the Test button of the connection form.
@@ -226,6 +270,23 @@ class OrchestratorAuditAsyncHook(BaseHook):
         """One page of audit entries; the parameters are those of :meth:`OrchestratorAuditHook.get_audit_logs`."""
         client = await self.get_client()
         return await client.get_audit_logs(top, skip, sort_by, sort_order, language, api_version)
+
+    async def get_audit_events(
+        self,
+        level: EventLevel = "organization",
+        *,
+        tenant: str | None = None,
+        from_: str | datetime | None = None,
+        to: str | datetime | None = None,
+        max_count: int | None = None,
+        cursor: str | None = None,
+    ) -> AuditEventsPage:
+        """One page of unified audit events; the parameters are those of :meth:`OrchestratorAuditHook.get_audit_events`."""
+        from airflow_provider_orchestrator_audit.client.events import EventsQuery
+
+        client = await self.get_client()
+        query = EventsQuery(level, tenant or client.settings.tenant, from_, to, max_count, cursor)
+        return await client.fetch_events(query)
 
     async def aclose(self) -> None:
         """Close the HTTP connections."""

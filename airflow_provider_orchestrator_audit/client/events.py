@@ -1,0 +1,281 @@
+"""
+The unified audit events' request/response exchange, free of I/O (the drivers in :mod:`.drivers` run it).
+
+``GET {host}/{org}/orgaudit_/api/query/events`` (organization level) and
+``GET {host}/{org}/{tenant}/tenantaudit_/api/query/events`` (tenant level) take ``from``, ``to`` and
+``maxCount`` and answer ``{"auditEvents": [...], "next": ..., "previous": ...}``, where ``previous`` is a
+relative URL to the older events. Tokens, retries (429, 5xx, transport errors, damaged bodies) and the
+errors they end in are those of the classic audit log (:mod:`.exchanges`).
+
+Driving it by hand::
+
+    exchange = fetch_events_page(settings, RetryPolicy(), EventsQuery("tenant", tenant="DefaultTenant", max_count=200))
+    next(exchange)                       # NeedToken(rejected=None)
+    exchange.send("a-token")             # Send(request=<Request('GET', '.../tenantaudit_/api/query/events?maxCount=200')>)
+    exchange.send(httpx.Response(200, content=b'{"auditEvents": [], "previous": null}'))
+    # raises StopIteration; its value is the AuditEventsPage
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from airflow_provider_orchestrator_audit.client.advice import api_refused
+from airflow_provider_orchestrator_audit.client.exchanges import (
+    Exchange,
+    NeedToken,
+    Send,
+    _audit_request,
+    _Retries,
+    _transport_problem,
+)
+from airflow_provider_orchestrator_audit.client.page_parser import PageFormatError
+from airflow_provider_orchestrator_audit.client.redaction import excerpt
+from airflow_provider_orchestrator_audit.client.retry import RETRYABLE_STATUSES, RetryPolicy
+from airflow_provider_orchestrator_audit.client.settings import ConnectionSettings
+from airflow_provider_orchestrator_audit.client.validation import INT32_MAX, checked_int
+from airflow_provider_orchestrator_audit.event_models import EVENT_LEVELS, AuditEvent, AuditEventsPage, EventLevel
+from airflow_provider_orchestrator_audit.exceptions import OrchestratorConfigError, OrchestratorRequestError
+
+__all__ = ["CursorRejectedError", "EventsQuery", "events_url", "fetch_events_page", "parse_events_page"]
+
+#: Statuses with which a server may refuse a cursor it no longer accepts (expired, or unknown to it).
+CURSOR_REFUSALS: frozenset[int] = frozenset({400, 404, 410, 422})
+_DECODER = json.JSONDecoder()
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+
+TENANT_ADVICE = (
+    "set tenant='<tenant name>' on the operator (templated) or the connection's extra 'tenant', e.g. "
+    '{"organization": "acme", "tenant": "DefaultTenant"}: the name that follows the organization in your '
+    "Orchestrator URL"
+)
+
+
+class CursorRejectedError(OrchestratorRequestError):
+    """The server refused a ``previous`` cursor it handed out (expired or no longer known)."""
+
+
+@dataclass(frozen=True)
+class EventsQuery:
+    """
+    One ``GET .../query/events`` call: a first query by bounds, or a cursor to follow.
+
+    :param level: ``"organization"`` or ``"tenant"``.
+    :param tenant: the tenant's name (as in the URL) for the tenant level.
+    :param from_: the ``from`` bound: ISO-8601 text sent as it is, or an aware datetime.
+    :param to: the ``to`` bound, likewise.
+    :param max_count: ``maxCount``, events asked for (the server may cap it).
+    :param cursor: a ``previous`` (or ``next``) URL from an earlier answer, sent as it is; the bounds
+        and ``max_count`` are then not sent (the cursor carries the server's own).
+    """
+
+    level: EventLevel
+    tenant: str | None = None
+    from_: str | datetime | None = None
+    to: str | datetime | None = None
+    max_count: int | None = None
+    cursor: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.level not in EVENT_LEVELS:
+            raise OrchestratorConfigError(f"level must be 'organization' or 'tenant', got {self.level!r}")
+        if self.level == "tenant" and not (self.tenant or "").strip():
+            raise OrchestratorConfigError(f"tenant-level audit events need a tenant: {TENANT_ADVICE}")
+        if self.max_count is not None:
+            checked_int("max_count", self.max_count, minimum=1, maximum=INT32_MAX, error=OrchestratorConfigError)
+
+    def params(self) -> dict[str, str]:
+        """The query string of a first query, in the documented parameter names."""
+        pairs = {"from": _bound(self.from_), "to": _bound(self.to), "maxCount": _count(self.max_count)}
+        return {key: value for key, value in pairs.items() if value is not None}
+
+
+def _bound(value: str | datetime | None) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    moment = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + (f".{moment.microsecond:06d}" if moment.microsecond else "") + "Z"
+
+
+def _count(value: int | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def events_url(settings: ConnectionSettings, level: EventLevel, tenant: str | None = None) -> str:
+    """The events endpoint of the organization, or of one of its tenants."""
+    organization = quote(settings.organization, safe="")
+    if level == "organization":
+        return f"{settings.base_url}/{organization}/orgaudit_/api/query/events"
+    return f"{settings.base_url}/{organization}/{quote((tenant or '').strip(), safe='')}/tenantaudit_/api/query/events"
+
+
+def request_url(settings: ConnectionSettings, query: EventsQuery) -> httpx.URL:
+    """
+    The URL ``query`` asks for.
+
+    :raises OrchestratorRequestError: when a cursor points at another host (the bearer token is not sent there).
+    """
+    if query.cursor is None:
+        return httpx.URL(events_url(settings, query.level, query.tenant), params=query.params())
+    base = httpx.URL(settings.base_url + "/")
+    url = base.join(query.cursor)
+    if (url.scheme, url.host, url.port) != (base.scheme, base.host, base.port):
+        raise OrchestratorRequestError(
+            f"Connection {settings.conn_id!r}: the server's cursor {query.cursor!r} points at another host than "
+            f"{settings.base_url}; the access token is not sent there"
+        )
+    return url
+
+
+def fetch_events_page(
+    settings: ConnectionSettings, policy: RetryPolicy, query: EventsQuery
+) -> Exchange[AuditEventsPage]:
+    """``GET .../query/events``: one page, retried as the policy allows."""
+    url = request_url(settings, query)
+    where = f"GET {url}"
+    retries = _Retries(settings, where, policy.start())
+    rejected: str | None = None
+    refreshed = False
+    while True:
+        token = settings.access_token if settings.access_token else (yield NeedToken(rejected))
+        reply = yield Send(_audit_request(url, token))
+        if isinstance(reply, httpx.TransportError):
+            yield from retries.wait_or_fail(_transport_problem(reply))
+            continue
+        sent = (token,)
+        status = reply.status_code
+        if status == 200:
+            try:
+                return parse_events_page(reply.content)
+            except PageFormatError as exc:
+                problem, damaged = str(exc), exc.damaged
+            yield from retries.unusable_body(reply, problem, damaged, sent=sent)
+            continue
+        if status == 401 and not settings.uses_personal_access_token and not refreshed:
+            rejected, refreshed = token, True
+            continue
+        if status in (401, 403):
+            raise api_refused(settings, where, reply)
+        if status in RETRYABLE_STATUSES:
+            yield from retries.wait_as_asked(reply, sent)
+            continue
+        body = excerpt(reply.content, (*settings.secrets, *sent))
+        if query.cursor is not None and status in CURSOR_REFUSALS:
+            raise CursorRejectedError(
+                f"Connection {settings.conn_id!r}: {where} refused the cursor it gave out, with HTTP {status}: {body}"
+            )
+        advice = ""
+        if status == 404:
+            advice = (
+                f" Check the connection's extra 'organization' ({settings.organization!r})"
+                + (f" and the tenant ({query.tenant!r})" if query.level == "tenant" else "")
+                + ": the names that follow the host in your Orchestrator URL."
+            )
+        raise OrchestratorRequestError(
+            f"Connection {settings.conn_id!r}: {where} failed with HTTP {status}: {body}.{advice}"
+        )
+
+
+# --- the body: each event's own text kept ---------------------------------------------------------
+
+
+def parse_events_page(body: bytes) -> AuditEventsPage:
+    """
+    Parse ``{"auditEvents": [...], "next": ..., "previous": ...}``, keeping each event's exact text.
+
+    :raises PageFormatError: saying what is wrong and where, e.g. ``auditEvents: Field required``.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise PageFormatError(f"not valid JSON: the body is not UTF-8 ({error})", damaged=True) from None
+    try:
+        fields, events = _scan(text)
+    except json.JSONDecodeError as error:
+        raise PageFormatError(
+            f"not valid JSON: {error.msg} at position {error.pos}", damaged=not _is_json(text)
+        ) from None
+    if events is None:
+        raise PageFormatError("auditEvents: Field required")
+    links: dict[str, str | None] = {}
+    for name in ("previous", "next"):
+        value = fields.get(name)
+        if value is not None and not isinstance(value, str):
+            raise PageFormatError(f"{name}: must be a URL string or null, got {value!r}")
+        links[name] = value or None
+    return AuditEventsPage(events, previous=links["previous"], next=links["next"])
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _skip(text: str, index: int) -> int:
+    return _WHITESPACE.match(text, index).end()  # type: ignore[union-attr]  # the pattern always matches
+
+
+def _expect(text: str, index: int, char: str) -> int:
+    if text[index : index + 1] != char:
+        raise json.JSONDecodeError(f"Expecting {char!r}", text, index)
+    return index + 1
+
+
+def _scan(text: str) -> tuple[dict[str, Any], list[AuditEvent] | None]:
+    index = _skip(text, _expect(text, _skip(text, 0), "{"))
+    fields: dict[str, Any] = {}
+    events: list[AuditEvent] | None = None
+    if text[index : index + 1] == "}":
+        index += 1
+    else:
+        while True:
+            key, index = _DECODER.raw_decode(text, index)
+            if not isinstance(key, str):
+                raise json.JSONDecodeError("Expecting property name", text, index)
+            index = _skip(text, _expect(text, _skip(text, index), ":"))
+            if key == "auditEvents" and text[index : index + 1] == "[":
+                events, index = _scan_events(text, index)
+            else:
+                fields[key], index = _DECODER.raw_decode(text, index)
+                if key == "auditEvents":
+                    raise PageFormatError(f"auditEvents: must be a list, got {fields[key]!r}"[:200])
+            index = _skip(text, index)
+            if text[index : index + 1] == ",":
+                index = _skip(text, index + 1)
+                continue
+            index = _expect(text, index, "}")
+            break
+    if _skip(text, index) != len(text):
+        raise json.JSONDecodeError("Extra data", text, index)
+    return fields, events
+
+
+def _scan_events(text: str, index: int) -> tuple[list[AuditEvent], int]:
+    index = _skip(text, _expect(text, index, "["))
+    events: list[AuditEvent] = []
+    if text[index : index + 1] == "]":
+        return events, index + 1
+    while True:
+        start = index
+        value, index = _DECODER.raw_decode(text, index)
+        if not isinstance(value, dict):
+            raise PageFormatError(f"auditEvents.{len(events)}: Input should be a valid dictionary")
+        try:
+            events.append(AuditEvent(value, text[start:index]))
+        except ValueError as error:
+            raise PageFormatError(f"auditEvents.{len(events)}: {error}") from None
+        index = _skip(text, index)
+        if text[index : index + 1] == ",":
+            index = _skip(text, index + 1)
+            continue
+        return events, _expect(text, index, "]")

@@ -1,0 +1,114 @@
+"""Typed views of UiPath's unified audit events (``GET .../orgaudit_|tenantaudit_/api/query/events``).
+
+As with the classic entries, an event keeps the server's own JSON text and every field in it, unknown
+ones included; it checks only what the export depends on: a non-empty ``id`` and a ``createdOn``
+that is a timestamp (any fraction length).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any, Literal
+
+from airflow_provider_orchestrator_audit.timestamps import Ticks, TimestampError, parse_timestamp, ticks_to_datetime
+
+__all__ = ["EVENT_LEVELS", "AuditEvent", "AuditEventsPage", "EventLevel"]
+
+#: ``organization``: ``{org}/orgaudit_/api/query/events``; ``tenant``: ``{org}/{tenant}/tenantaudit_/...``.
+EventLevel = Literal["organization", "tenant"]
+EVENT_LEVELS: tuple[EventLevel, ...] = ("organization", "tenant")
+
+# Raw line breaks in JSON text can only sit between tokens (pretty printing): such text is re-encoded.
+_BREAKS = re.compile("[\n\r]")
+_LINE_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+class AuditEvent:
+    """
+    One audit event, exactly as the server sent it.
+
+    :param raw: the event's JSON object.
+    :param source: the exact JSON text it was decoded from, if known: :meth:`to_json` writes it as it is.
+    :raises ValueError: when ``id`` or ``createdOn`` is missing or unusable.
+
+    ``event.raw["actorName"]``, ``event.raw.get("clientInfo")`` (absent on events the system generated)
+    and every other field are in :attr:`raw`.
+    """
+
+    __slots__ = ("_created_on", "_id", "_raw", "_source", "_ticks")
+
+    def __init__(self, raw: dict[str, Any], source: str | None = None) -> None:
+        event_id, created_on = raw.get("id"), raw.get("createdOn")
+        if not isinstance(event_id, str) or not event_id:
+            raise ValueError(f"id must be a non-empty string, got {event_id!r}")
+        if not isinstance(created_on, str):
+            raise ValueError(f"createdOn must be a timestamp string, got {created_on!r}")  # noqa: TRY004 - parsers catch ValueError
+        try:
+            self._ticks = parse_timestamp(created_on)
+        except TimestampError as exc:
+            raise ValueError(f"createdOn is not a timestamp: {exc}") from None
+        self._id, self._created_on = event_id, created_on
+        if source is not None and ("\u2028" in source or "\u2029" in source):
+            # JSON allows them raw inside strings, but many line readers split there; they can only be
+            # inside strings, so escaping them changes nothing else of the server's text.
+            source = source.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+        self._source = source if source is not None and not _BREAKS.search(source) else None
+        # Only the text is kept when there is one: pages in flight then cost little more than their bytes.
+        self._raw: dict[str, Any] | None = raw if self._source is None else None
+
+    @property
+    def event_id(self) -> str:
+        """The event's ``id`` (a GUID)."""
+        return self._id
+
+    @property
+    def created_on(self) -> str:
+        """``createdOn`` exactly as sent, e.g. ``2026-01-31T13:05:12.345Z``."""
+        return self._created_on
+
+    @property
+    def created_on_ticks(self) -> Ticks:
+        """``createdOn`` at full precision: 100 ns ticks since the Unix epoch, UTC."""
+        return self._ticks
+
+    @property
+    def created_at(self) -> datetime:
+        """``createdOn`` as an aware UTC datetime (a seventh fractional digit truncated)."""
+        return ticks_to_datetime(self._ticks)
+
+    @property
+    def raw(self) -> Mapping[str, Any]:
+        """Every field as sent, read-only."""
+        if self._raw is None:
+            self._raw = json.loads(self._source)  # type: ignore[arg-type]  # set whenever _raw is not
+        return MappingProxyType(self._raw)
+
+    def to_json(self) -> str:
+        """The event as one line of JSON: the server's own text when known, else its fields re-encoded."""
+        if self._source is not None:
+            return self._source
+        text = _LINE_ENCODER.encode(self._raw)
+        return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+
+    def __repr__(self) -> str:
+        return f"AuditEvent(id={self._id!r}, createdOn={self._created_on!r})"
+
+
+@dataclass(frozen=True)
+class AuditEventsPage:
+    """
+    One answer of the events endpoint.
+
+    :param events: the events, in the order the server listed them.
+    :param previous: the relative URL of the older events (a cursor), None when there are none.
+    :param next: the relative URL of newer events, if the server gave one.
+    """
+
+    events: list[AuditEvent]
+    previous: str | None = None
+    next: str | None = None
