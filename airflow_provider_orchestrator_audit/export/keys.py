@@ -25,16 +25,32 @@ def _stamp(ticks: Ticks) -> str:
     return f"{moment:%Y%m%dT%H%M%S}" + (f".{fraction:07d}" if fraction else "") + "Z"
 
 
-def default_key(organization: str, window: AuditWindow, compression: str | None, prefix: str = DEFAULT_PREFIX) -> str:
+def default_key(
+    organization: str,
+    window: AuditWindow,
+    compression: str | None,
+    prefix: str = DEFAULT_PREFIX,
+    *,
+    source: str = "classic",
+    tenant: str | None = None,
+) -> str:
     """
-    A Hive-style key derived from the organization and the window, e.g.
-    ``orchestrator-audit/organization=acme/dt=2026-01-31/hour=13/20260131T130000Z_20260131T140000Z.jsonl``.
+    A Hive-style key derived from the organization, the source, the tenant and the window, e.g.
+    ``orchestrator-audit/organization=acme/dt=2026-01-31/hour=13/20260131T130000Z_20260131T140000Z.jsonl``
+    for the classic audit log, and for audit events
+    ``.../organization=acme/source=tenant_events/tenant=DefaultTenant/dt=2026-01-31/hour=13/...jsonl``
+    (``source=organization_events`` has no tenant part).
 
     Partitioned by the window's start, so hourly and daily windows land in ``dt=``/``hour=`` folders that
     Athena, Spark or Hive can prune; the file name carries both bounds, so windows never collide.
     """
     start = window.start_datetime
-    folder = f"organization={quote(organization, safe='')}/dt={start:%Y-%m-%d}/hour={start:%H}"
+    parts = [f"organization={quote(organization, safe='')}"]
+    if source != "classic":
+        parts.append(f"source={quote(source, safe='')}")
+        if tenant is not None:
+            parts.append(f"tenant={quote(tenant, safe='')}")
+    folder = "/".join(parts) + f"/dt={start:%Y-%m-%d}/hour={start:%H}"
     name = f"{_stamp(window.start)}_{_stamp(window.end)}{extension(compression)}"
     return "/".join(part.strip("/") for part in (prefix, folder, name) if part.strip("/"))
 

@@ -8,15 +8,18 @@ from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_orchestrator_audit.client.events import TENANT_ADVICE, events_url
 from airflow_provider_orchestrator_audit.client.retry import RetryPolicy
 from airflow_provider_orchestrator_audit.compat import BaseOperator, datetime_trigger, get_hook_lineage_collector
 from airflow_provider_orchestrator_audit.exceptions import OrchestratorConfigError
+from airflow_provider_orchestrator_audit.export.events_reader import EventWindowReader
 from airflow_provider_orchestrator_audit.export.keys import DEFAULT_PREFIX, default_key
 from airflow_provider_orchestrator_audit.export.reader import WindowReader
 from airflow_provider_orchestrator_audit.export.s3_object_settings import ObjectSettings, ObjectSettingsError
 from airflow_provider_orchestrator_audit.export.s3_sink import S3JsonLinesSink
 from airflow_provider_orchestrator_audit.export.spool import COMPRESSIONS
 from airflow_provider_orchestrator_audit.hooks.orchestrator_audit import OrchestratorAuditHook
+from airflow_provider_orchestrator_audit.paging.event_slices import EventsRequest
 from airflow_provider_orchestrator_audit.paging.window import AuditWindow, WindowError
 from airflow_provider_orchestrator_audit.templating import unset_to_none
 from airflow_provider_orchestrator_audit.timestamps import format_ticks, ticks_to_datetime
@@ -25,8 +28,16 @@ if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
     from airflow_provider_orchestrator_audit.compat import Context
+    from airflow_provider_orchestrator_audit.event_models import EventLevel
 
-__all__ = ["AuditLogsToS3Operator"]
+__all__ = ["SOURCES", "AuditLogsToS3Operator"]
+
+#: What the operator exports: the classic audit log, or the unified audit events of the organization
+#: or of one tenant.
+SOURCES = ("classic", "organization_events", "tenant_events")
+_EVENT_LEVELS: dict[str, EventLevel] = {"organization_events": "organization", "tenant_events": "tenant"}
+#: Events asked for per page of the event sources (the cap UiPath reports); the server may give fewer.
+DEFAULT_EVENTS_PAGE_SIZE = 200
 
 _MANUAL_RUN_ADVICE = (
     "set window_start and window_end on the operator (ISO-8601, e.g. '2026-01-31T13:00:00Z'; templates such as "
@@ -108,9 +119,16 @@ class AuditLogsToS3Operator(BaseOperator):
     :param min_age: export the window only once it is this old (a ``timedelta`` or seconds): until
         ``window_end + min_age`` the task waits by deferring, holding no worker slot, so that entries
         recorded late have arrived. Default: None, no wait.
+    :param source: ``"classic"`` (default: ``GET {org}/audit_/api/auditlogs``), ``"organization_events"``
+        (the unified audit events, ``{org}/orgaudit_/api/query/events``) or ``"tenant_events"``
+        (``{org}/{tenant}/tenantaudit_/api/query/events``). Event sources read the window as disjoint time
+        slices, their cursor chains fetched ``max_concurrency`` at a time, and write each event's own JSON
+        text once; ``page_size`` is their ``maxCount`` (default 200).
+    :param tenant: the tenant of ``source="tenant_events"``, as in your Orchestrator URL; default: the
+        connection's extra ``tenant``. (templated)
     """
 
-    template_fields: Sequence[str] = ("s3_bucket", "s3_key", "window_start", "window_end", "s3_prefix")
+    template_fields: Sequence[str] = ("s3_bucket", "s3_key", "window_start", "window_end", "s3_prefix", "tenant")
     ui_color = "#fa4616"
 
     def __init__(
@@ -133,6 +151,8 @@ class AuditLogsToS3Operator(BaseOperator):
         acl_policy: str | None = None,
         s3_extra_args: Mapping[str, Any] | None = None,
         min_age: timedelta | float | None = None,
+        source: str = "classic",
+        tenant: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -162,6 +182,10 @@ class AuditLogsToS3Operator(BaseOperator):
         self.s3_extra_args = dict(s3_extra_args) if isinstance(s3_extra_args, Mapping) else s3_extra_args
         self.object_settings()  # a bad value fails the DAG's import, naming the task
         self.min_age = _min_age(self.task_id, min_age)
+        if source not in SOURCES:
+            raise ValueError(f"{self.task_id}: source must be one of {', '.join(map(repr, SOURCES))}, got {source!r}")
+        self.source = source
+        self.tenant = tenant
         self._written: list[str] = []
 
     @cached_property
@@ -248,18 +272,27 @@ class AuditLogsToS3Operator(BaseOperator):
 
     def _export(self, window: AuditWindow) -> dict[str, Any]:
         settings = self.orchestrator_hook.settings  # a bad connection fails here, before any request
-        key = self.s3_key or default_key(settings.organization, window, self.compression, self.s3_prefix)
+        tenant = self._tenant()
+        key = self.s3_key or default_key(
+            settings.organization, window, self.compression, self.s3_prefix, source=self.source, tenant=tenant
+        )
         reader = self._reader(window)
         with closing(self.orchestrator_hook), self._sink(key) as sink:  # the sink checks the bucket first
             self.log.info(
-                "Exporting audit entries of %r in %s to s3://%s/%s", settings.organization, window, self.s3_bucket, key
+                "Exporting %s of %r%s in %s to s3://%s/%s",
+                "audit entries" if self.source == "classic" else self.source.replace("_", " "),
+                settings.organization,
+                f", tenant {tenant!r}" if tenant else "",
+                window,
+                self.s3_bucket,
+                key,
             )
             for batch in reader:
                 sink.write(batch)
             self._log_read(reader, sink.records)
             objects, records = sink.finish(), sink.records
         self._written = objects
-        self._report_lineage(settings.audit_logs_url, objects)
+        self._report_lineage(self._source_url(), objects)
         self.log.info("Wrote %d records to %s", records, ", ".join(objects))
         return {
             "records": records,
@@ -269,8 +302,33 @@ class AuditLogsToS3Operator(BaseOperator):
             "total_count": reader.stats.total_count,
         }
 
-    def _reader(self, window: AuditWindow) -> WindowReader:
-        """The source: the window's entries in batches, each entry exactly once."""
+    def _tenant(self) -> str | None:
+        """
+        The tenant of ``source="tenant_events"``: the operator's, else the connection's extra ``tenant``.
+
+        :raises OrchestratorConfigError: for a tenant-level source without one, before any request.
+        """
+        if self.source != "tenant_events":
+            return None
+        tenant = (unset_to_none(self.tenant) or self.orchestrator_hook.settings.tenant or "").strip().strip("/")
+        if not tenant:
+            raise OrchestratorConfigError(
+                f"{self.task_id}: source='tenant_events' needs a tenant and neither the operator nor connection "
+                f"{self.orchestrator_conn_id!r} names one: {TENANT_ADVICE}"
+            )
+        return tenant
+
+    def _source_url(self) -> str:
+        """The URL of what is exported, for lineage."""
+        settings = self.orchestrator_hook.settings
+        if self.source == "classic":
+            return settings.audit_logs_url
+        return events_url(settings, _EVENT_LEVELS[self.source], self._tenant())
+
+    def _reader(self, window: AuditWindow) -> WindowReader | EventWindowReader:
+        """The source: the window's entries (or events) in batches, each exactly once."""
+        if self.source != "classic":
+            return EventWindowReader(self._fetch_events, window, max_concurrency=self.max_concurrency, logger=self.log)
         return WindowReader(
             self._fetch_page, window, page_size=self.page_size, max_concurrency=self.max_concurrency, logger=self.log
         )
@@ -286,7 +344,20 @@ class AuditLogsToS3Operator(BaseOperator):
             max_records_per_file=self.max_records_per_file,
         )
 
-    def _log_read(self, reader: WindowReader, records: int) -> None:
+    def _log_read(self, reader: WindowReader | EventWindowReader, records: int) -> None:
+        if isinstance(reader, EventWindowReader):
+            events = reader.stats
+            self.log.info(
+                "Read %d events in %d requests (%d time slices, %d repeated events skipped, %d refused cursors) "
+                "in %.1fs",
+                records,
+                events.requests,
+                events.slices,
+                events.repeated,
+                events.reanchors,
+                events.seconds,
+            )
+            return
         stats = reader.stats
         self.log.info(
             "Read %d entries in %d requests (%d probes, %d pages, %d repairs) in %.1fs",
@@ -301,6 +372,19 @@ class AuditLogsToS3Operator(BaseOperator):
     def _fetch_page(self, skip: int, top: int) -> Any:
         return self.orchestrator_hook.get_audit_logs(top=top, skip=skip, language=self.language)
 
+    def _fetch_events(self, request: EventsRequest) -> Any:
+        level, tenant = _EVENT_LEVELS[self.source], self._tenant()
+        if request.cursor is not None:
+            return self.orchestrator_hook.get_audit_events(level, tenant=tenant, cursor=request.cursor)
+        assert request.query_from is not None and request.query_to is not None
+        return self.orchestrator_hook.get_audit_events(
+            level,
+            tenant=tenant,
+            from_=request.bound_text(request.query_from),
+            to=request.bound_text(request.query_to),
+            max_count=self.page_size or DEFAULT_EVENTS_PAGE_SIZE,
+        )
+
     def _report_lineage(self, source_url: str, objects: list[str]) -> None:
         # The S3 hook reports the written objects itself; the source is ours to report.
         get_hook_lineage_collector().add_input_asset(context=self.orchestrator_hook, uri=source_url)
@@ -311,7 +395,8 @@ class AuditLogsToS3Operator(BaseOperator):
         from airflow.providers.openlineage.extractors import OperatorLineage
 
         settings = self.orchestrator_hook.settings
-        inputs = [Dataset(namespace=settings.base_url, name=f"{settings.organization}/audit_/api/auditlogs")]
+        name = self._source_url().removeprefix(settings.base_url + "/")
+        inputs = [Dataset(namespace=settings.base_url, name=name)]
         outputs = [
             Dataset(namespace=f"s3://{self.s3_bucket}", name=uri.removeprefix(f"s3://{self.s3_bucket}/"))
             for uri in self._written
