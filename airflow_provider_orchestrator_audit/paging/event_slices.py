@@ -200,6 +200,7 @@ class SliceChain(Generic[E]):
     _idle_pages: int = 0
     _last_page_key: frozenset[str] | None = None
     _watermark_unit: Ticks = TICKS_PER_SECOND
+    _last_refusal: str = ""
     _rejected_in_a_row: int = 0
 
     def first_request(self) -> EventsRequest:
@@ -257,6 +258,8 @@ class SliceChain(Generic[E]):
         if new:
             self._rejected_in_a_row = 0
         if self._idle_pages >= MAX_IDLE_PAGES and previous is not None:
+            if self._rejected_in_a_row:
+                raise self._refusals_error(self._last_refusal)
             raise PagingError(
                 f"the events cursor does not advance: {self._idle_pages + 1} answers in a row for slice {self.slice} "
                 f"held the same events (last cursor {previous!r}); the server repeats its pages"
@@ -277,11 +280,9 @@ class SliceChain(Generic[E]):
         :raises PagingError: after :data:`MAX_REJECTED_CURSORS` refusals in a row with no progress.
         """
         self._rejected_in_a_row += 1
+        self._last_refusal = reason
         if self._rejected_in_a_row > MAX_REJECTED_CURSORS:
-            raise PagingError(
-                f"the server refused {self._rejected_in_a_row} cursors in a row for slice {self.slice} and asking "
-                f"again from the last event read brought nothing new ({reason})"
-            )
+            raise self._refusals_error(reason)
         self.reanchors += 1
         self.requests += 1
         query_from = _floor_second(self.slice.start) - TICKS_PER_SECOND
@@ -293,6 +294,14 @@ class SliceChain(Generic[E]):
         unit = self._watermark_unit
         digits = 7 - len(str(unit)) + 1
         return EventsRequest(query_from=query_from, query_to=self.watermark + unit, fraction_digits=digits)
+
+    def _refusals_error(self, reason: str) -> PagingError:
+        return PagingError(
+            f"the server refused {self._rejected_in_a_row} cursors in a row for slice {self.slice}, and asking "
+            "again from the last event read brought nothing new: more events share its createdOn than a page "
+            f"holds, and the cursors through them expire first. Raise page_size if the server allows, or retry "
+            f"later ({reason})"
+        )
 
     def _remember(self, page_ids: list[str], oldest: Ticks | None, new: Iterable[E]) -> None:
         previous_watermark = self.watermark
