@@ -54,7 +54,8 @@ UI_FIELD_BEHAVIOUR: dict[str, Any] = {
     # Port stays visible: Airflow 3.3's Test button compares the stored port with the one the
     # list sends (0 for an empty port) and refuses a connection without one (apache/airflow#73298).
     "hidden-fields": ["schema"],
-    "relabeling": {"host": "Base URL", "login": "Client ID", "password": "Client secret"},
+    # "Port" too: Airflow 3.0 and 3.1's form would show the bare field name.
+    "relabeling": {"host": "Base URL", "login": "Client ID", "password": "Client secret", "port": "Port"},
     "placeholders": {
         "host": "https://cloud.uipath.com",
         "login": "client id of the external application",

@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite. Every server it needs (a local Orchestrator, SeaweedFS as S3, Airflow) is
-# started and stopped by the tests themselves. Extra arguments go to pytest.
+# started and stopped by the tests themselves.
+#
+# Without arguments: the whole suite on the newest Airflow (.venv), then tests/lines (and the UI tests
+# where the older UI differs) on the oldest supported release of each older line, each in its own
+# cached virtualenv (scripts/airflow-lines.sh). With arguments: only pytest in .venv, with those
+# arguments (e.g. a test file).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
@@ -13,4 +18,28 @@ if ! command -v chromium >/dev/null; then
     echo "The Airflow UI tests need Chromium at /usr/bin/chromium (Debian: sudo apt-get install chromium)." >&2
   fi
 fi
-exec .venv/bin/python -m pytest "$@"
+if [ $# -gt 0 ]; then
+  exec .venv/bin/python -m pytest "$@"
+fi
+
+started=$SECONDS
+mkdir -p test-artifacts
+# The older lines install (or are found in the cache) while the main suite runs: mostly downloads.
+install_log=test-artifacts/airflow-lines-install.log
+bash scripts/airflow-lines.sh install >"$install_log" 2>&1 &
+installing=$!
+
+status=0
+.venv/bin/python -m pytest || status=$?
+echo "Newest Airflow: the whole suite took $((SECONDS - started))s (exit $status)"
+
+if wait "$installing"; then
+  grep '^Airflow ' "$install_log" || true
+  bash scripts/airflow-lines.sh test || status=1
+else
+  tail -n 40 "$install_log" >&2
+  echo "Installing the older Airflow lines failed; the full log is $install_log" >&2
+  status=1
+fi
+echo "All Airflow lines: $((SECONDS - started))s (exit $status)"
+exit $status

@@ -28,7 +28,7 @@ LABELS = {
     "verify": "Verify TLS",
     "timeout": "Timeout (seconds)",
 }
-RELABELING = {"host": "Base URL", "login": "Client ID", "password": "Client secret"}
+RELABELING = {"host": "Base URL", "login": "Client ID", "password": "Client secret", "port": "Port"}
 
 
 def _label_and_default(field: Any) -> tuple[str, Any]:

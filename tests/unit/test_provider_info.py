@@ -43,7 +43,12 @@ def test_connection_form_metadata_carries_the_custom_fields():
     assert fields["extra__orchestrator_audit__access_token"].is_sensitive
     assert fields["extra__orchestrator_audit__scope"].field["value"] == "PM.Audit.Read"
     behaviour = behaviours["orchestrator_audit"]
-    assert behaviour["relabeling"] == {"host": "Base URL", "login": "Client ID", "password": "Client secret"}
+    assert behaviour["relabeling"] == {
+        "host": "Base URL",
+        "login": "Client ID",
+        "password": "Client secret",
+        "port": "Port",
+    }
     assert behaviour["placeholders"]["extra__orchestrator_audit__organization"] == "acme"
     assert hooks["orchestrator_audit"].hook_name == "UiPath Orchestrator Audit"
 
