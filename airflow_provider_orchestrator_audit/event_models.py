@@ -17,11 +17,15 @@ from typing import Any, Literal
 
 from airflow_provider_orchestrator_audit.timestamps import Ticks, TimestampError, parse_timestamp, ticks_to_datetime
 
-__all__ = ["EVENT_LEVELS", "AuditEvent", "AuditEventsPage", "EventLevel"]
+__all__ = ["EVENT_LEVELS", "SOURCES", "SOURCE_LEVELS", "AuditEvent", "AuditEventsPage", "EventLevel"]
 
 #: ``organization``: ``{org}/orgaudit_/api/query/events``; ``tenant``: ``{org}/{tenant}/tenantaudit_/...``.
 EventLevel = Literal["organization", "tenant"]
 EVENT_LEVELS: tuple[EventLevel, ...] = ("organization", "tenant")
+#: What can be exported or watched: the classic audit log, or the audit events of the organization or a tenant.
+SOURCES: tuple[str, ...] = ("classic", "organization_events", "tenant_events")
+#: The events level of each event source.
+SOURCE_LEVELS: dict[str, EventLevel] = {"organization_events": "organization", "tenant_events": "tenant"}
 
 # Raw line breaks in JSON text can only sit between tokens (pretty printing): such text is re-encoded.
 _BREAKS = re.compile("[\n\r]")

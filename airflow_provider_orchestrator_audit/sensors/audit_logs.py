@@ -1,4 +1,7 @@
-"""Wait until an organization's audit log holds new entries: :class:`AuditLogsTotalCountSensor`."""
+"""
+Wait until an organization's audit log holds new entries: :class:`AuditLogsTotalCountSensor` (the classic
+audit log's count), :class:`AuditLogsNewEntriesSensor` (any source's newest entry).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from datetime import date, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_orchestrator_audit.client.events import TENANT_ADVICE
 from airflow_provider_orchestrator_audit.compat import (
     AirflowSensorTimeout,
     AirflowSkipException,
@@ -15,6 +19,7 @@ from airflow_provider_orchestrator_audit.compat import (
     PokeReturnValue,
     conf,
 )
+from airflow_provider_orchestrator_audit.event_models import SOURCE_LEVELS, SOURCES, AuditEvent
 from airflow_provider_orchestrator_audit.exceptions import (
     OrchestratorAuditError,
     OrchestratorAuthError,
@@ -26,15 +31,19 @@ from airflow_provider_orchestrator_audit.hooks.orchestrator_audit import Orchest
 from airflow_provider_orchestrator_audit.templating import unset_to_none
 from airflow_provider_orchestrator_audit.timestamps import Ticks, TimestampError, format_ticks, to_ticks
 from airflow_provider_orchestrator_audit.triggers.audit_logs import (
+    NEWEST_PROBE_COUNT,
+    AuditLogsNewEntriesTrigger,
     AuditLogsTotalCountTrigger,
     NewEntriesCondition,
     Observation,
+    newest_of,
 )
 
 if TYPE_CHECKING:
     from airflow_provider_orchestrator_audit.compat import Context
+    from airflow_provider_orchestrator_audit.models import AuditLogEntry
 
-__all__ = ["AuditLogsTotalCountSensor"]
+__all__ = ["AuditLogsNewEntriesSensor", "AuditLogsTotalCountSensor"]
 
 #: Where the first poke's ``totalCount`` is kept (Airflow's task state store, one per DAG run and task).
 BASELINE_STATE_KEY = "orchestrator_audit_baseline_count"
@@ -249,6 +258,176 @@ class AuditLogsTotalCountSensor(BaseSensorOperator):
         except AirflowSkipException as skip:
             # BaseSensorOperator skips on any error after a deferral when soft_fail is set, while in poke
             # mode soft_fail only covers timeouts. Keep the poke-mode meaning: a refused secret must fail.
+            if self.soft_fail and isinstance(skip.__cause__, OrchestratorAuditError):
+                raise skip.__cause__ from None
+            raise
+
+
+class AuditLogsNewEntriesSensor(BaseSensorOperator):
+    """
+    Wait until a source's newest entry is later than ``newer_than``: the classic audit log, or the unified
+    audit events of the organization or of a tenant.
+
+    Each poke is one request: ``top=1`` newest first for ``source="classic"``, the first page of events
+    (``maxCount=20``, its newest event whatever the order inside the page) for the event sources. The
+    comparison keeps every fractional digit. The XCom return value is the newest entry's ``createdOn``
+    text exactly as the server sent it: pass it as the next run's ``newer_than``, or use it as the end
+    of the window to export.
+
+    With ``deferrable=True`` the sensor checks once and then hands the wait to
+    :class:`~airflow_provider_orchestrator_audit.triggers.audit_logs.AuditLogsNewEntriesTrigger` with an
+    absolute deadline, as :class:`AuditLogsTotalCountSensor` does. A bad connection, a refused secret or a
+    missing tenant fails the task with the hook's error; ``soft_fail`` skips only a timeout.
+
+    :param orchestrator_conn_id: the ``orchestrator_audit`` connection.
+    :param source: ``"classic"``, ``"organization_events"`` or ``"tenant_events"``.
+    :param tenant: the tenant of ``"tenant_events"``; default: the connection's extra ``tenant``. (templated)
+    :param newer_than: succeed when the newest ``createdOn`` is later than this ISO-8601 timestamp (any
+        fraction length and UTC offset, UTC when it has none) or datetime. Required. (templated)
+    :param deferrable: wait in the triggerer instead of a worker slot.
+    :param poke_interval: seconds between requests (also in the trigger).
+    :param timeout: seconds from the sensor's start until it fails with ``AirflowSensorTimeout``.
+    :param mode: ``poke`` or ``reschedule`` (ignored when deferrable).
+
+    .. code-block:: python
+
+        AuditLogsNewEntriesSensor(
+            task_id="wait_for_events",
+            source="tenant_events",
+            tenant="DefaultTenant",
+            newer_than="{{ data_interval_end }}",
+            deferrable=True,
+            poke_interval=300,
+            timeout=6 * 3600,
+        )
+    """
+
+    template_fields: Sequence[str] = ("newer_than", "tenant")
+    ui_color = "#fa4616"
+
+    def __init__(
+        self,
+        *,
+        orchestrator_conn_id: str = OrchestratorAuditHook.default_conn_name,
+        source: str = "classic",
+        tenant: str | None = None,
+        newer_than: str | datetime | date | None = None,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if source not in SOURCES:
+            raise ValueError(f"{self.task_id}: source must be one of {', '.join(map(repr, SOURCES))}, got {source!r}")
+        self.orchestrator_conn_id = orchestrator_conn_id
+        self.source = source
+        self.tenant = tenant
+        self.newer_than = newer_than
+        self.deferrable = deferrable
+
+    @cached_property
+    def hook(self) -> OrchestratorAuditHook:
+        """The hook; one HTTP connection is plenty for one request per poke."""
+        return OrchestratorAuditHook(self.orchestrator_conn_id, max_connections=1)
+
+    def _newer_than_ticks(self) -> Ticks:
+        value = unset_to_none(self.newer_than)
+        if value is None:
+            raise OrchestratorConfigError(
+                f"{self.task_id}: newer_than is required: the moment after which an entry counts as new, "
+                "e.g. '{{ data_interval_end }}' or the createdOn this sensor returned last time"
+            )
+        try:
+            return to_ticks(value)
+        except TimestampError as error:
+            raise OrchestratorConfigError(f"{self.task_id}: newer_than: {error}") from None
+
+    def _tenant(self) -> str | None:
+        if self.source != "tenant_events":
+            return None
+        tenant = (unset_to_none(self.tenant) or self.hook.settings.tenant or "").strip().strip("/")
+        if not tenant:
+            raise OrchestratorConfigError(
+                f"{self.task_id}: source='tenant_events' needs a tenant and neither the sensor nor connection "
+                f"{self.orchestrator_conn_id!r} names one: {TENANT_ADVICE}"
+            )
+        return tenant
+
+    def _newest(self) -> AuditLogEntry | AuditEvent | None:
+        if self.source == "classic":
+            return newest_of(self.hook.get_audit_logs(top=1, sort_by="createdOn", sort_order="desc"))
+        level = SOURCE_LEVELS[self.source]
+        return newest_of(self.hook.get_audit_events(level, tenant=self._tenant(), max_count=NEWEST_PROBE_COUNT))
+
+    def _check(self) -> AuditLogEntry | AuditEvent | None:
+        """The newest entry if it is later than ``newer_than``, else None."""
+        newer_than = self._newer_than_ticks()
+        newest = self._newest()
+        limit = format_ticks(newer_than)
+        if newest is not None and newest.created_on_ticks > newer_than:
+            self.log.info(
+                "New entries in %s: newest createdOn %s is later than %s", self.source, newest.created_on, limit
+            )
+            return newest
+        seen = "none" if newest is None else newest.created_on
+        self.log.info("No entry of %s newer than %s yet (newest: %s)", self.source, limit, seen)
+        return None
+
+    def poke(self, context: Context) -> PokeReturnValue:
+        """One request: done when the newest entry is later than ``newer_than``; XCom: its ``createdOn``."""
+        newest = self._check()
+        return PokeReturnValue(is_done=newest is not None, xcom_value=None if newest is None else newest.created_on)
+
+    def execute(self, context: Context) -> str | None:
+        started = time.time()
+        # Bad arguments fail here, before any request.
+        newer_than = self._newer_than_ticks()
+        try:
+            tenant = self._tenant()
+            if not self.deferrable:
+                return super().execute(context)
+            newest = self._check()
+        finally:
+            self.hook.close()
+        if newest is not None:
+            return newest.created_on
+        self.defer(
+            trigger=AuditLogsNewEntriesTrigger(
+                orchestrator_conn_id=self.orchestrator_conn_id,
+                newer_than=format_ticks(newer_than),
+                source=self.source,
+                tenant=tenant,
+                poke_interval=self.poke_interval,
+                deadline=started + self.timeout,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout) + _DEFERRAL_GRACE,
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str:
+        """
+        Resume after the trigger fired: return the newest ``createdOn``, or raise what went wrong.
+
+        :raises AirflowSensorTimeout: when the deadline passed with nothing new.
+        :raises OrchestratorAuditError: the subclass the trigger named, with the hook's message.
+        """
+        if not isinstance(event, dict) or event.get("status") not in ("success", "timeout", "error"):
+            raise OrchestratorRequestError(
+                f"{self.task_id}: the trigger fired an event this sensor does not know: {event!r}"
+            )
+        status, message = event["status"], str(event.get("message") or "")
+        if status == "success":
+            self.log.info("New entries: %s", message)
+            return str(event["newest_created_on"])
+        if status == "timeout":
+            raise AirflowSensorTimeout(message)
+        error_class = _ERROR_CLASSES.get(str(event.get("error_type")), OrchestratorRequestError)
+        raise error_class(message or f"{self.task_id}: the trigger reported an error without a message")
+
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
+        try:
+            return super().resume_execution(next_method, next_kwargs, context)
+        except AirflowSkipException as skip:
+            # As for AuditLogsTotalCountSensor: soft_fail covers a timeout, never a refused secret.
             if self.soft_fail and isinstance(skip.__cause__, OrchestratorAuditError):
                 raise skip.__cause__ from None
             raise

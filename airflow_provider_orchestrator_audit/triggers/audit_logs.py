@@ -23,16 +23,23 @@ from functools import cached_property
 from typing import Any
 
 from airflow_provider_orchestrator_audit.compat import AirflowNotFoundException, BaseTrigger, TriggerEvent
+from airflow_provider_orchestrator_audit.event_models import SOURCE_LEVELS, AuditEvent, AuditEventsPage
 from airflow_provider_orchestrator_audit.exceptions import (
     OrchestratorAuditError,
     OrchestratorConfigError,
     OrchestratorRequestError,
 )
 from airflow_provider_orchestrator_audit.hooks.orchestrator_audit import OrchestratorAuditAsyncHook
-from airflow_provider_orchestrator_audit.models import AuditLogPage
+from airflow_provider_orchestrator_audit.models import AuditLogEntry, AuditLogPage
 from airflow_provider_orchestrator_audit.timestamps import Ticks, TimestampError, format_ticks, parse_timestamp
 
-__all__ = ["AuditLogsTotalCountTrigger", "NewEntriesCondition", "Observation"]
+__all__ = [
+    "AuditLogsNewEntriesTrigger",
+    "AuditLogsTotalCountTrigger",
+    "NewEntriesCondition",
+    "Observation",
+    "newest_of",
+]
 
 
 @dataclass(frozen=True)
@@ -250,5 +257,134 @@ class AuditLogsTotalCountTrigger(BaseTrigger):
             wait = self.poke_interval
             if self.deadline is not None:
                 # Wake up at the deadline rather than a whole interval past it: one last look, then give up.
+                wait = min(wait, max(0.0, self.deadline - now))
+            await asyncio.sleep(wait)
+
+
+#: Events asked for when looking for the newest one: a page may list its events in either order.
+NEWEST_PROBE_COUNT = 20
+
+
+def newest_of(page: AuditLogPage | AuditEventsPage) -> AuditLogEntry | AuditEvent | None:
+    """
+    The newest entry of the first page of a source: a classic ``top=1`` page sorted newest first, or the
+    first page of events (the newest ones, in whatever order the server lists them).
+    """
+    if isinstance(page, AuditLogPage):
+        return page.results[0] if page.results else None
+    return max(page.events, key=lambda event: (event.created_on_ticks, event.event_id), default=None)
+
+
+class AuditLogsNewEntriesTrigger(BaseTrigger):
+    """
+    Poll any source until its newest entry is later than ``newer_than`` (full 100 ns precision).
+
+    One request per interval: ``top=1`` newest first for the classic audit log, the first page of
+    events (``maxCount`` :data:`NEWEST_PROBE_COUNT`) for the event sources. It fires one event whose
+    payload ``status`` is ``"success"`` (with ``newest_created_on``, the newest entry's ``createdOn`` as
+    sent, and ``message``), ``"timeout"`` once ``deadline`` has passed, or ``"error"`` (``error_type``
+    and ``message``) as soon as a request fails for good, like :class:`AuditLogsTotalCountTrigger`.
+
+    :param orchestrator_conn_id: the ``orchestrator_audit`` connection.
+    :param source: ``"classic"``, ``"organization_events"`` or ``"tenant_events"``.
+    :param tenant: the tenant of ``"tenant_events"`` (resolved by the sensor before it defers).
+    :param newer_than: fire when the newest ``createdOn`` is later than this ISO-8601 timestamp.
+    :param poke_interval: seconds between requests.
+    :param deadline: POSIX time (seconds) after which the trigger fires ``"timeout"``; None to wait forever.
+    :raises OrchestratorConfigError: for an unknown source, a tenant source without a tenant, or a
+        ``newer_than`` that is not a timestamp.
+    """
+
+    def __init__(
+        self,
+        *,
+        orchestrator_conn_id: str,
+        newer_than: str,
+        source: str = "classic",
+        tenant: str | None = None,
+        poke_interval: float = 60.0,
+        deadline: float | None = None,
+    ) -> None:
+        super().__init__()
+        if source != "classic" and source not in SOURCE_LEVELS:
+            raise OrchestratorConfigError(
+                f"source must be 'classic', 'organization_events' or 'tenant_events', got {source!r}"
+            )
+        if source == "tenant_events" and not tenant:
+            raise OrchestratorConfigError("source='tenant_events' needs a tenant")
+        try:
+            self.newer_than = parse_timestamp(newer_than)
+        except TimestampError as error:
+            raise OrchestratorConfigError(f"newer_than: {error}") from None
+        self.orchestrator_conn_id = orchestrator_conn_id
+        self.source = source
+        self.tenant = tenant
+        self.poke_interval = float(poke_interval)
+        self.deadline = deadline
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        """The class path and the keyword arguments that recreate this trigger in the triggerer."""
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "orchestrator_conn_id": self.orchestrator_conn_id,
+                "newer_than": format_ticks(self.newer_than),
+                "source": self.source,
+                "tenant": self.tenant,
+                "poke_interval": self.poke_interval,
+                "deadline": self.deadline,
+            },
+        )
+
+    @cached_property
+    def hook(self) -> OrchestratorAuditAsyncHook:
+        """The async hook; one HTTP connection is plenty for one request per interval."""
+        return OrchestratorAuditAsyncHook(self.orchestrator_conn_id, max_connections=1)
+
+    async def newest(self) -> AuditLogEntry | AuditEvent | None:
+        """The source's newest entry now, or None when it holds none."""
+        if self.source == "classic":
+            return newest_of(await self.hook.get_audit_logs(top=1, sort_by="createdOn", sort_order="desc"))
+        page = await self.hook.get_audit_events(
+            SOURCE_LEVELS[self.source], tenant=self.tenant, max_count=NEWEST_PROBE_COUNT
+        )
+        return newest_of(page)
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Poll until the newest entry is new, the deadline passes or a request fails; then fire once."""
+        try:
+            payload = await self._poll()
+        finally:
+            await self.hook.aclose()  # before the event goes out: the triggerer may never resume us
+        yield TriggerEvent(payload)
+
+    async def _poll(self) -> dict[str, Any]:
+        limit = format_ticks(self.newer_than)
+        where = self.source + (f" of tenant {self.tenant!r}" if self.tenant else "")
+        self.log.info("Waiting for an entry of %s newer than %s, polling every %ss", where, limit, self.poke_interval)
+        while True:
+            try:
+                newest = await self.newest()
+            except Exception as error:  # every failure becomes one error event, not a crash loop
+                if not isinstance(error, (OrchestratorAuditError, AirflowNotFoundException)):
+                    self.log.exception("Unexpected error while polling the audit log")
+                return _error_payload(error, self.orchestrator_conn_id)
+            seen = "nothing" if newest is None else newest.created_on
+            if newest is not None and newest.created_on_ticks > self.newer_than:
+                message = f"newest createdOn {newest.created_on} of {where} is later than {limit}"
+                self.log.info("New entries: %s", message)
+                return {"status": "success", "newest_created_on": newest.created_on, "message": message}
+            now = time.time()
+            if self.deadline is not None and now >= self.deadline:
+                deadline = datetime.fromtimestamp(self.deadline, UTC).isoformat()
+                return {
+                    "status": "timeout",
+                    "newest_created_on": None if newest is None else newest.created_on,
+                    "message": f"Sensor has timed out: no entry of {where} newer than {limit} by {deadline} "
+                    f"(newest: {seen})",
+                }
+            self.log.info("No entry newer than %s yet (newest: %s)", limit, seen)
+            wait = self.poke_interval
+            if self.deadline is not None:
                 wait = min(wait, max(0.0, self.deadline - now))
             await asyncio.sleep(wait)
