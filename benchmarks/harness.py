@@ -85,10 +85,19 @@ def use_connections(orch: Orchestrator, s3_server: LocalS3Server | None = None) 
         os.environ["AIRFLOW_CONN_AWS_DEFAULT"] = json.dumps(s3_server.airflow_connection())
 
 
-def naive_export(url: str, window_start: str, window_end: str, bucket: str, key: str, page_size: int = 1000) -> dict:
+def naive_export(
+    url: str,
+    window_start: str,
+    window_end: str,
+    bucket: str,
+    key: str,
+    page_size: int = 1000,
+    compression: str | None = None,
+) -> dict:
     """
     How exporters are usually written: a sequential newest-first scan from offset 0 with requests,
-    the window's lines kept in memory, one upload with S3Hook at the end.
+    the window's lines kept in memory, one upload with S3Hook at the end (gzipped by the hook when
+    ``compression="gzip"``).
     """
     import requests
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -122,7 +131,9 @@ def naive_export(url: str, window_start: str, window_end: str, bucket: str, key:
         skip += len(results)
         if not results or parse_timestamp(results[-1]["createdOn"]) < start or skip >= page["totalCount"]:
             break
-    S3Hook(aws_conn_id="aws_default").load_string("\n".join(lines) + "\n", key, bucket_name=bucket, replace=True)
+    S3Hook(aws_conn_id="aws_default").load_string(
+        "\n".join(lines) + "\n", key, bucket_name=bucket, replace=True, compression=compression
+    )
     return {"records": len(lines), "requests": requests_made}
 
 

@@ -1,0 +1,92 @@
+"""
+The exporter's own CPU time for a 86,400-entry window (one day, with a newer day ahead of it): the
+operator against the naive exporter (a sequential scan with requests, the lines in memory, one S3Hook
+upload), in the same run, for plain and gzip output.
+
+CPU time is the process's, all its threads (page fetches, parsing, spooling, S3 uploads); the local
+Orchestrator and SeaweedFS run in their own processes, so their CPU, which a real deployment spends on
+other machines, is not counted. Each way runs once untimed first (imports, SeaweedFS's first volume
+allocation), then ``--repeat`` measured rounds, alternating. Figures are CPU seconds per 100,000
+entries, medians of the rounds.
+
+    .venv/bin/python benchmarks/export_cpu.py [--repeat 3] [--latency-ms 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+from harness import median, naive_export, orchestrator, s3, use_connections
+
+ENTRIES = 3 * 86_400  # 2026-01-01 .. 2026-01-03, one entry per second
+WINDOW = ("2026-01-02T00:00:00Z", "2026-01-03T00:00:00Z")
+RECORDS = 86_400
+COMPRESSIONS = (None, "gzip")
+
+
+def ours(bucket: str, compression: str | None) -> dict:
+    from airflow_provider_orchestrator_audit.transfers.audit_logs_to_s3 import AuditLogsToS3Operator
+
+    operator = AuditLogsToS3Operator(
+        task_id="export", s3_bucket=bucket, window_start=WINDOW[0], window_end=WINDOW[1], compression=compression
+    )
+    return operator.execute({})
+
+
+def measured(run) -> tuple[dict, float, float]:
+    """``run()``'s result, its CPU seconds (this process, all threads) and its wall seconds."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    result = run()
+    return result, time.process_time() - cpu, time.perf_counter() - wall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--latency-ms", type=float, default=100)
+    args = parser.parse_args()
+    cpu: dict[str, list[float]] = {}
+    wall: dict[str, list[float]] = {}
+    load_before = os.getloadavg()
+    with orchestrator(ENTRIES, latency_ms=args.latency_ms, cache_size=ENTRIES) as orch, s3() as s3_server:
+        use_connections(orch, s3_server)
+        ways = {
+            f"{way}_{compression or 'plain'}": run
+            for compression in COMPRESSIONS
+            for way, run in (
+                ("ours", lambda c=compression: ours("bench", c)),
+                ("naive", lambda c=compression: naive_export(orch.url, *WINDOW, "bench", "naive.jsonl", compression=c)),
+            )
+        }
+        for run in ways.values():
+            run()  # untimed: imports and SeaweedFS's first allocation are start-up, not export, costs
+        for _ in range(args.repeat):
+            for name, run in ways.items():
+                result, seconds, elapsed = measured(run)
+                assert result["records"] == RECORDS, (name, result)
+                cpu.setdefault(name, []).append(seconds)
+                wall.setdefault(name, []).append(elapsed)
+    per_100k = 100_000 / RECORDS
+    summary: dict[str, object] = {
+        name: {
+            "cpu_seconds": [round(s, 2) for s in runs],
+            "cpu_median": round(median(runs), 2),
+            "cpu_per_100k_entries": round(median(runs) * per_100k, 2),
+            "wall_median": round(median(wall[name]), 2),
+        }
+        for name, runs in cpu.items()
+    }
+    for compression in COMPRESSIONS:
+        label = compression or "plain"
+        summary[f"cpu_ratio_{label}"] = round(median(cpu[f"ours_{label}"]) / median(cpu[f"naive_{label}"]), 2)
+    summary["latency_ms"] = args.latency_ms
+    summary["load_average_before_after"] = [round(load_before[0], 1), round(os.getloadavg()[0], 1)]
+    summary["cpus"] = os.cpu_count()
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
