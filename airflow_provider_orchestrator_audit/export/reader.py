@@ -25,7 +25,7 @@ from airflow_provider_orchestrator_audit.paging import (
     Probe,
     Verdict,
     WindowStitcher,
-    plan_offsets,
+    default_overlap,
 )
 from airflow_provider_orchestrator_audit.timestamps import Ticks, format_ticks
 
@@ -58,6 +58,9 @@ class ReadStats:
     page_requests: int = 0
     repair_requests: int = 0
     stale_pages: int = 0
+    #: probes of each edge's search; the upper one's run before any page is read, the lower one's beside pages
+    upper_probes: int = 0
+    lower_probes: int = 0
     records: int = 0
     total_count: int = 0
     page_size: int = 0
@@ -122,10 +125,11 @@ class WindowReader:
         if window.is_empty:
             return
         with ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="audit-page") as pool:
-            # Both edges at once: each search is sequential, but they are independent. The first page
-            # needs only the upper edge, so it is read while the lower search may still be running.
+            # Both edges at once: each search is sequential, but they are independent. Pages need only the
+            # upper edge, so they are read while the lower search may still be running.
             lower_future = pool.submit(self._search, window.start)
             upper = self._search(window.end)
+            self.stats.upper_probes = upper.probes
             # Read first where the search puts the last entry at or after window_end (an estimate);
             # repairs start where a probe actually saw one.
             stitcher: WindowStitcher[AuditLogEntry] = WindowStitcher(
@@ -135,46 +139,41 @@ class WindowReader:
                 anchor_total=upper.newer_total,
                 proven_seen_at=upper.proven_newer_at,
             )
-            # The first page is read alone: it tells how many entries the server gives per page.
-            first = self._get(stitcher.anchor_offset, self.page_size, "page")
-            lower = lower_future.result()
-            self._expected_records = max(0, lower.result - upper.result)
-            self.log.info(
-                "Window %s is at positions %d..%d of %d (about %d entries), found with %d probes",
-                window,
-                upper.result,
-                lower.result,
-                lower.total_count or 0,
-                self._expected_records,
-                self.stats.probe_requests,
-            )
-            if not self._page_size_fixed and not first.reaches_end and len(first.entries) < self.page_size:
-                self.page_size = max(_MIN_PAGE, len(first.entries))
-            self.stats.page_size = self.page_size
-            yield from self._consume(first, stitcher)
-            # (A window read whole by the first page plans nothing, but still ends below with the report.)
-            planned = (
-                deque()
-                if stitcher.done
-                else deque(plan_offsets(stitcher.anchor_offset, lower.result + 1, self.page_size))
-            )
+            plan = _Plan(stitcher.anchor_offset, self.page_size)
+            lower: EdgeSearch | None = None
+            first = True
             in_flight: deque[Future[FetchedPage[AuditLogEntry]]] = deque()
             progress = _Progress(self, time.monotonic())
             try:
                 while not stitcher.done:
-                    # Half a round queued behind the busy workers keeps them fed while the stitcher
-                    # catches up; pages held are bounded by 1.5 x max_concurrency whatever the window.
-                    while planned and len(in_flight) < self.max_concurrency + (self.max_concurrency + 1) // 2:
-                        in_flight.append(pool.submit(self._get, planned.popleft(), self.page_size, "page"))
+                    if lower is None and lower_future.done():
+                        lower = self._located(lower_future.result(), upper, plan)
+                    # Half a round queued behind the busy workers keeps them fed while the stitcher catches
+                    # up; pages held are bounded by 1.5 x max_concurrency whatever the window. Until the
+                    # lower edge is known the plan has no end, so no more than a round is asked for.
+                    room = self.max_concurrency + (self.max_concurrency + 1) // 2 if lower else self.max_concurrency
+                    while len(in_flight) < room and (offset := plan.next()) is not None:
+                        in_flight.append(pool.submit(self._get, offset, self.page_size, "page"))
                     if in_flight:
                         page = in_flight.popleft().result()
                     else:  # the plan ran out (entries arrived meanwhile): carry on one page at a time
                         page = self._get(stitcher.next_offset(self.stats.total_count), self.page_size, "page")
+                    replan = first and self._adopt_page_size(page)
+                    first = False
+                    if replan:
+                        # The pages asked for at the larger size would leave gaps: drop them, plan again.
+                        for future in in_flight:
+                            future.cancel()
+                        in_flight.clear()
                     yield from self._consume(page, stitcher)
+                    if replan:
+                        plan = _Plan(stitcher.anchor_offset, self.page_size, plan.stop)
                     progress.maybe_log()
             finally:
                 for future in in_flight:
                     future.cancel()
+            if lower is None:  # a window read before its lower edge was known; a failed search still fails
+                self._located(lower_future.result(), upper, plan)
         self.stats.ended_before_start = stitcher.ended_before_start
         self.stats.oldest_available = stitcher.oldest_seen
         if stitcher.ended_before_start:
@@ -184,6 +183,33 @@ class WindowReader:
                 format_ticks(window.start),
                 format_ticks(stitcher.oldest_seen) if stitcher.oldest_seen is not None else "any",
             )
+
+    def _located(self, lower: EdgeSearch, upper: EdgeSearch, plan: _Plan) -> EdgeSearch:
+        """Take the lower edge into account: the plan ends there, and progress lines know the window's size."""
+        self.stats.lower_probes = lower.probes
+        self._expected_records = max(0, lower.result - upper.result)
+        plan.stop = lower.result + 1
+        self.log.info(
+            "Window %s is at positions %d..%d of %d (about %d entries), found with %d probes",
+            self.window,
+            upper.result,
+            lower.result,
+            lower.total_count or 0,
+            self._expected_records,
+            upper.probes + lower.probes,
+        )
+        return lower
+
+    def _adopt_page_size(self, first: FetchedPage[AuditLogEntry]) -> bool:
+        """
+        Whether the first page shows that the server gives fewer entries per page than asked for, in which
+        case that becomes the page size (unless the size was set explicitly).
+        """
+        adopt = not self._page_size_fixed and not first.reaches_end and len(first.entries) < self.page_size
+        if adopt:
+            self.page_size = max(_MIN_PAGE, len(first.entries))
+        self.stats.page_size = self.page_size
+        return adopt
 
     def _consume(
         self, page: FetchedPage[AuditLogEntry], stitcher: WindowStitcher[AuditLogEntry]
@@ -261,6 +287,29 @@ class WindowReader:
             ticks = page.entries[0].created_on_ticks if page.entries else None
             search.observe(Probe(position, ticks, page.total_count, page.received_at))
         return search
+
+
+class _Plan:
+    """
+    The offsets :func:`plan_offsets` gives, one at a time, while ``stop`` may still be unknown (None).
+
+    :param first: the first position to read.
+    :param page_size: entries per page.
+    :param stop: the position after the last one expected to be needed, once known.
+    """
+
+    def __init__(self, first: int, page_size: int, stop: int | None = None) -> None:
+        self._first = self._next = first
+        self._step = page_size - default_overlap(page_size)
+        self.stop = stop
+
+    def next(self) -> int | None:
+        """The next offset to read, or None when the plan reached ``stop``."""
+        offset = self._next
+        if self.stop is not None and offset >= max(self.stop, self._first + 1):
+            return None
+        self._next += self._step
+        return offset
 
 
 class _Progress:
