@@ -12,10 +12,17 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any, Literal
 
-from airflow_provider_orchestrator_audit.timestamps import Ticks, TimestampError, parse_timestamp, ticks_to_datetime
+from airflow_provider_orchestrator_audit.timestamps import (
+    TICKS_PER_SECOND,
+    Ticks,
+    TimestampError,
+    parse_timestamp,
+    ticks_to_datetime,
+)
 
 __all__ = ["EVENT_LEVELS", "SOURCES", "SOURCE_LEVELS", "AuditEvent", "AuditEventsPage", "EventLevel"]
 
@@ -30,6 +37,23 @@ SOURCE_LEVELS: dict[str, EventLevel] = {"organization_events": "organization", "
 # Raw line breaks in JSON text can only sit between tokens (pretty printing): such text is re-encoded.
 _BREAKS = re.compile("[\n\r]")
 _LINE_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+# The events API's usual shape, ``2026-01-31T13:05:12.345Z``: read through a per-minute cache, a few
+# times faster than the general parser, which still takes every other form (and reports errors).
+_UTC_TEXT = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d):([0-5]\d)(?:\.(\d{1,7}))?Z\Z")
+
+
+@lru_cache(maxsize=4096)
+def _minute_ticks(minute: str) -> Ticks:
+    return parse_timestamp(minute + ":00Z")
+
+
+def created_on_ticks(text: str) -> Ticks:
+    """``createdOn`` in ticks, any fraction length; :class:`TimestampError` when it is not a timestamp."""
+    match = _UTC_TEXT.match(text)
+    if match is None:
+        return parse_timestamp(text)
+    minute, second, fraction = match.groups()
+    return _minute_ticks(minute) + int(second) * TICKS_PER_SECOND + int(((fraction or "") + "000000")[:7])
 
 
 class AuditEvent:
@@ -53,7 +77,7 @@ class AuditEvent:
         if not isinstance(created_on, str):
             raise ValueError(f"createdOn must be a timestamp string, got {created_on!r}")  # noqa: TRY004 - parsers catch ValueError
         try:
-            self._ticks = parse_timestamp(created_on)
+            self._ticks = created_on_ticks(created_on)
         except TimestampError as exc:
             raise ValueError(f"createdOn is not a timestamp: {exc}") from None
         self._id, self._created_on = event_id, created_on
@@ -64,6 +88,22 @@ class AuditEvent:
         self._source = source if source is not None and not _BREAKS.search(source) else None
         # Only the text is kept when there is one: pages in flight then cost little more than their bytes.
         self._raw: dict[str, Any] | None = raw if self._source is None else None
+
+    @classmethod
+    def from_line(cls, text: str, event_id: str, created_on: str) -> AuditEvent:
+        """
+        An event from its own one-line JSON text (no raw line breaks, no U+2028/U+2029) whose ``id`` and
+        ``createdOn`` the caller decoded: the rest is decoded only if asked for.
+
+        :raises ValueError: when ``createdOn`` is not a timestamp.
+        """
+        event = cls.__new__(cls)
+        try:
+            event._ticks = created_on_ticks(created_on)
+        except TimestampError as exc:
+            raise ValueError(f"createdOn is not a timestamp: {exc}") from None
+        event._id, event._created_on, event._source, event._raw = event_id, created_on, text, None
+        return event
 
     @property
     def event_id(self) -> str:

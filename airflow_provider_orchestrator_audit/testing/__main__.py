@@ -157,6 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--cursor-ttl", type=_non_negative_float, default=None, help="seconds before a cursor is refused as expired"
     )
     events.add_argument(
+        "--event-cache-size",
+        type=_positive_int,
+        default=65_536,
+        help="events whose JSON text is kept (default: %(default)s)",
+    )
+    events.add_argument(
         "--event-arrivals-per-request", type=_non_negative_int, default=0, help="new events per events request"
     )
     events.add_argument(
@@ -215,6 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 seed=args.seed,
                 events_per_hour=args.events_per_hour,
                 fraction_digits=args.event_fraction_digits,
+                cache_size=args.event_cache_size,
             ),
             event_switches=ListingSwitches(
                 to_inclusive=args.to_inclusive,

@@ -32,6 +32,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import lru_cache
 from json.encoder import encode_basestring
 from typing import Any, Literal
 
@@ -151,6 +152,7 @@ class EventsDataset:
         units of that precision, as a server storing it would keep them.
     :param trim_fraction: drop trailing zeros of the fraction (``.5Z`` rather than ``.500Z``), as .NET's
         round-trip format does.
+    :param cache_size: events whose JSON text is kept, so pages served repeatedly are cheap.
     """
 
     def __init__(
@@ -166,6 +168,7 @@ class EventsDataset:
         burst_probability: float = 0.0,
         fraction_digits: int = 3,
         trim_fraction: bool = False,
+        cache_size: int = 65_536,
     ) -> None:
         if not 0 <= fraction_digits <= 7:
             raise ValueError(f"fraction_digits must be 0..7, got {fraction_digits}")
@@ -198,6 +201,14 @@ class EventsDataset:
             name: _guid(_key(seed, "tenant", name), _key(seed, "tenant2", name)) for name in self.tenants
         }
         self._late_serial = 0
+        # Per stream: the keys of its id and body hash streams, computed once (hashing the name is slow).
+        self._stream_keys: dict[str, tuple[int, int, int]] = {
+            name: (_key(seed, "id", name), _key(seed, "id2", name), _key(seed, "body", name)) for name in self._streams
+        }
+        self._cached_json = lru_cache(maxsize=cache_size)(self._render)
+        self._actor_ids = {
+            actor: _guid(_key(seed, "actor", actor), _key(seed, "actor2", actor)) for actor, _ in _ACTORS
+        }
 
     # --- streams ------------------------------------------------------------------------------
 
@@ -273,7 +284,9 @@ class EventsDataset:
 
     def event_id(self, stream: str, index: int) -> str:
         """The GUID of event ``index`` of a stream."""
-        return _guid(_key(self.seed, "id", stream, index), _key(self.seed, "id2", stream, index))
+        first, second, _ = self._stream_keys[stream]
+        offset = index * _GOLDEN
+        return _guid(_mix((first + offset) & _MASK64), _mix((second + offset) & _MASK64))
 
     def format_created_on(self, ticks: Ticks) -> str:
         """``createdOn`` text at the data set's precision, e.g. ``2026-01-31T13:05:12.345Z``."""
@@ -292,8 +305,10 @@ class EventsDataset:
 
     def event_json(self, stream: str, index: int, ticks: Ticks | None = None) -> str:
         """Event ``index`` of a stream as the server's JSON text (fields in the documented order)."""
-        created = self.ticks(index) if ticks is None else ticks
-        h = _mix(_key(self.seed, "body", stream, index))
+        return self._cached_json(stream, index, self.ticks(index) if ticks is None else ticks)
+
+    def _render(self, stream: str, index: int, created: Ticks) -> str:
+        h = _mix((self._stream_keys[stream][2] + index * _GOLDEN) & _MASK64)
         system = h % _SYSTEM_EVERY == 0
         tenant = stream or None
         kinds = _TENANT_KINDS if tenant else _ORGANIZATION_KINDS
@@ -310,9 +325,7 @@ class EventsDataset:
             f'"organizationName":{encode_basestring(self.organization)}',
             f'"tenantId":"{self._tenant_ids[tenant]}"' if tenant else '"tenantId":null',
             f'"tenantName":{encode_basestring(tenant)}' if tenant else '"tenantName":null',
-            '"actorId":null'
-            if system
-            else f'"actorId":"{_guid(_key(self.seed, "actor", actor), _key(self.seed, "actor2", actor))}"',
+            '"actorId":null' if system else f'"actorId":"{self._actor_ids[actor]}"',
             f'"actorName":{encode_basestring(actor_name)}',
             '"actorEmail":null' if system else f'"actorEmail":{encode_basestring(email)}',
             f'"eventType":"{event_type}"',

@@ -81,3 +81,22 @@ def test_the_exchange_step_by_step() -> None:
     with pytest.raises(StopIteration) as done:
         exchange.send(httpx.Response(200, content=f'{{"auditEvents":[{EVENT}],"previous":null}}'.encode()))
     assert done.value.value.events[0].event_id == "e1"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        f'{{"auditEvents":[{EVENT}],"next":null,"previous":"/p"}}',
+        '{"previous": null, "auditEvents": [{"id": "a", "createdOn": "2026-01-31T13:05:12Z", "s": "x\u2028y"}]}',
+        '{"auditEvents": [{\n "id": "a",\n "createdOn": "2026-01-31T13:05:12.1234567+00:00", "n": 1.10}]}',
+        '{"auditEvents": [], "extra": {"deep": [1, 2]}}',
+    ],
+)
+def test_the_fast_reading_and_the_scanner_agree(body: str) -> None:
+    from airflow_provider_orchestrator_audit.client.events import _read_events, _scan_events_page
+
+    fast, reference = _read_events(body.encode()), _scan_events_page(body.encode())
+    assert fast is not None
+    assert [event.to_json() for event in fast.events] == [event.to_json() for event in reference.events]
+    assert [event.created_on_ticks for event in fast.events] == [event.created_on_ticks for event in reference.events]
+    assert (fast.previous, fast.next) == (reference.previous, reference.next)
