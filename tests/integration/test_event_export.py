@@ -175,3 +175,30 @@ def test_a_logical_date_window(orchestrator, orchestrator_conn, bucket, s3_serve
     assert state == "success"
     window = ("2026-01-01T00:00:00Z", "2026-01-01T01:00:00Z")
     assert result["records"] == len(event_lines(orchestrator, ORGANIZATION_STREAM, window)) > 3000
+
+
+def test_the_tenant_events_example_exports_each_tenant_as_a_mapped_task(orchestrator, bucket, s3_server, monkeypatch):
+    from tests.integration.airflow_runs import install_example, load_dag
+
+    set_connection(monkeypatch, "orchestrator_audit_default", orchestrator.airflow_connection())
+    monkeypatch.setenv("AIRFLOW_VAR_ORCHESTRATOR_AUDIT_BUCKET", bucket)
+    path = install_example("example_orchestrator_audit_tenant_events.py")
+    dag_id = "example_orchestrator_audit_tenant_events"
+    try:
+        run = load_dag(path, dag_id).test(
+            logical_date=datetime(2026, 1, 1, 1, tzinfo=UTC),
+            run_conf={"tenants": ["DefaultTenant", "Finance", "HR", "Finance"]},
+        )
+    finally:
+        path.unlink()
+    assert run.state == "success"
+    hour = ("2026-01-01T00:00:00Z", "2026-01-01T01:00:00Z")
+    keys = sorted(s3_server.list_keys(bucket))
+    assert keys == [
+        f"orchestrator-audit/organization=acme/source=tenant_events/tenant={tenant}/dt=2026-01-01/hour=00/"
+        "20260101T000000Z_20260101T010000Z.jsonl.gz"
+        for tenant in ("DefaultTenant", "Finance", "HR")
+    ]
+    for key, tenant in zip(keys, ("DefaultTenant", "Finance", "HR"), strict=True):
+        lines = object_lines(s3_server.get_object_bytes(bucket, key), key)
+        assert Counter(lines) == Counter(event_lines(orchestrator, tenant, hour))

@@ -29,6 +29,7 @@ pytestmark = pytest.mark.usefixtures("airflow_db")
 HOURLY = "example_orchestrator_audit_to_s3"
 EVENT_DRIVEN = "example_orchestrator_audit_event_driven"
 MAPPED = "example_orchestrator_audit_mapped_backfill"
+TENANT_EVENTS = "example_orchestrator_audit_tenant_events"
 SPLIT_TASK_ID = "split_into_sub_windows"
 EXPORT_TASK_ID = "export_sub_window"
 
@@ -58,8 +59,8 @@ def test_every_example_imports_without_errors_or_warnings(example_dagbag):
     assert example_dagbag.captured_warnings == {}
     assert example_dagbag.caught_warnings == []
     files = sorted(path.name for path in EXAMPLE_DAGS.glob("*.py"))
-    assert files == sorted(f"{dag_id}.py" for dag_id in (HOURLY, EVENT_DRIVEN, MAPPED))
-    assert sorted(example_dagbag.dag_ids) == sorted([HOURLY, EVENT_DRIVEN, MAPPED])
+    assert files == sorted(f"{dag_id}.py" for dag_id in (HOURLY, EVENT_DRIVEN, MAPPED, TENANT_EVENTS))
+    assert sorted(example_dagbag.dag_ids) == sorted([HOURLY, EVENT_DRIVEN, MAPPED, TENANT_EVENTS])
     for dag in example_dagbag.dags.values():
         assert dag.doc_md and "Setup" in dag.doc_md, f"{dag.dag_id} should explain its setup"
 
