@@ -22,6 +22,12 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "description": "The organization name in your Orchestrator URL: 'acme' for https://cloud.uipath.com/acme. Required.",
         "schema": {"type": _NULLABLE_STRING},
     },
+    "tenant": {
+        "label": "Tenant",
+        "description": "The tenant name that follows the organization in your Orchestrator URL: 'DefaultTenant' "
+        "for https://cloud.uipath.com/acme/DefaultTenant. Default tenant of source='tenant_events'; optional.",
+        "schema": {"type": _NULLABLE_STRING},
+    },
     "scope": {
         "label": "Scope",
         "description": "OAuth2 scopes to request, space separated.",
@@ -62,6 +68,7 @@ UI_FIELD_BEHAVIOUR: dict[str, Any] = {
         "password": "client secret of the external application",
         "port": "443 (optional: the port of the Base URL)",
         "organization": "acme",
+        "tenant": "DefaultTenant (for tenant audit events)",
         "token_url": "https://cloud.uipath.com/identity_/connect/token",
         "scope": "PM.Audit.Read",
     },

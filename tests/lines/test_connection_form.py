@@ -22,6 +22,7 @@ from tests.conftest import ORCHESTRATOR_ENTRIES
 
 LABELS = {
     "organization": "Organization",
+    "tenant": "Tenant",
     "scope": "Scope",
     "token_url": "Token URL",
     "access_token": "Personal access token",
