@@ -55,6 +55,10 @@ def test_an_hourly_run_exports_exactly_its_hour_gzipped_and_a_rerun_replaces_it(
 
 def test_lineage_names_the_audit_log_and_the_object(orchestrator, orchestrator_conn, bucket):
     collector = get_hook_lineage_collector()
+    # One collector serves the whole test process and keeps at most [lineage] max_assets_per_collector
+    # assets: start from an empty one, as each task process does.
+    for collected in (collector._inputs, collector._outputs, collector._input_counts, collector._output_counts):
+        collected.clear()
     operator = AuditLogsToS3Operator(
         task_id="export",
         orchestrator_conn_id=orchestrator_conn,
