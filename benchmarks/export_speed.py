@@ -4,6 +4,12 @@ Wall time to export a 86,400-entry window (one day) with 100 ms latency per requ
 S3Hook, in the same run. The log holds a newer day too, as when yesterday is exported today.
 Each way runs once untimed first, then ``--repeat`` timed runs, alternating.
 
+Beside each run of the operator it prints the latency-bound limit of its reading: the probes of the
+upper edge's search (sequential, and needed before any page) plus its pages and repairs divided by the
+concurrency, rounded up, times the latency; and the reading itself (first probe to last entry, the
+spooling and streamed part uploads included), which is what the limit bounds. The whole ``execute()``
+adds the S3 client, the bucket check and the completion of the upload.
+
     .venv/bin/python benchmarks/export_speed.py [--repeat 3] [--latency-ms 100]
 """
 
@@ -11,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import time
 
 from harness import median, naive_export, orchestrator, s3, use_connections
@@ -19,11 +27,28 @@ ENTRIES = 3 * 86_400  # 2026-01-01 .. 2026-01-03, one entry per second
 WINDOW = ("2026-01-02T00:00:00Z", "2026-01-03T00:00:00Z")
 
 
-def ours(bucket: str) -> dict:
+def ours(bucket: str, latency_ms: float = 0) -> dict:
+    """One export by the operator; its result, with the reading's time and latency-bound limit."""
     from airflow_provider_orchestrator_audit.transfers.audit_logs_to_s3 import AuditLogsToS3Operator
 
-    operator = AuditLogsToS3Operator(task_id="export", s3_bucket=bucket, window_start=WINDOW[0], window_end=WINDOW[1])
-    return operator.execute({})
+    readers = []
+
+    class Operator(AuditLogsToS3Operator):
+        def _reader(self, window):  # keeps the reader, for its statistics
+            readers.append(super()._reader(window))
+            return readers[-1]
+
+    operator = Operator(task_id="export", s3_bucket=bucket, window_start=WINDOW[0], window_end=WINDOW[1])
+    result = operator.execute({})
+    stats = readers[-1].stats
+    pages = stats.page_requests + stats.repair_requests
+    rounds = stats.upper_probes + math.ceil(pages / operator.max_concurrency)
+    return result | {
+        "read_seconds": stats.seconds,
+        "limit_seconds": rounds * latency_ms / 1000,
+        "requests": f"{stats.upper_probes}+{stats.lower_probes} probes, {stats.page_requests} pages, "
+        f"{stats.repair_requests} repairs, concurrency {operator.max_concurrency}",
+    }
 
 
 def main() -> None:
@@ -32,7 +57,10 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=100)
     args = parser.parse_args()
     times: dict[str, list[float]] = {"ours": [], "naive": []}
+    reads: list[float] = []
+    limits: list[float] = []
     records: dict[str, int] = {}
+    load_before = os.getloadavg()
     # The whole log stays serialised in the simulator after the warm-up round, so that its CPU (which a
     # real Orchestrator spends on its own machines) competes as little as possible with the exporters.
     with orchestrator(ENTRIES, latency_ms=args.latency_ms, cache_size=ENTRIES) as orch, s3() as s3_server:
@@ -43,8 +71,12 @@ def main() -> None:
         naive_export(orch.url, *WINDOW, "bench", "naive.jsonl")
         for _ in range(args.repeat):
             started = time.perf_counter()
-            records["ours"] = ours("bench")["records"]
+            result = ours("bench", args.latency_ms)
             times["ours"].append(time.perf_counter() - started)
+            records["ours"] = result["records"]
+            reads.append(result["read_seconds"])
+            limits.append(result["limit_seconds"])
+            requests = result["requests"]
             started = time.perf_counter()
             records["naive"] = naive_export(orch.url, *WINDOW, "bench", "naive.jsonl")["records"]
             times["naive"].append(time.perf_counter() - started)
@@ -52,8 +84,17 @@ def main() -> None:
     summary = {
         name: {"seconds": [round(t, 2) for t in runs], "median": round(median(runs), 2)} for name, runs in times.items()
     }
+    summary["ours_reading"] = {
+        "seconds": [round(t, 2) for t in reads],
+        "median": round(median(reads), 2),
+        "latency_bound_limit": round(median(limits), 2),
+        "over_limit": round(median(reads) / median(limits), 2),
+        "requests": requests,
+    }
     summary["latency_ms"] = args.latency_ms
     summary["speedup"] = round(summary["naive"]["median"] / summary["ours"]["median"], 1)
+    summary["load_average_before_after"] = [round(load_before[0], 1), round(os.getloadavg()[0], 1)]
+    summary["cpus"] = os.cpu_count()
     print(json.dumps(summary, indent=2))
 
 
