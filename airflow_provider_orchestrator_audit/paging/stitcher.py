@@ -225,12 +225,19 @@ class WindowStitcher(Generic[E]):
         ticks = page.entries[-1].created_on_ticks if page.entries else self.upper
         size = len(page.entries)
         group = size - _first_below(page.entries, ticks + 1)
-        repeated = size - group
+        ahead = size - group
+        if ahead > 1:
+            # Beyond the one entry each page repeats, entries recorded in front of the group meanwhile.
+            ahead_text = f" together with the {ahead} entries listed ahead of it (recorded in front of it meanwhile)"
+        elif ahead:
+            ahead_text = " together with the entry each page repeats from the one before"
+        else:
+            ahead_text = ""
         return (
-            f"at least {group} entries share createdOn {format_ticks(ticks)} and fill a whole page of {size}, the "
-            f"most the server returns per request{' (with the entry each page repeats from the one before)' if repeated else ''}, "
-            "so that group cannot be read in one consistent page (entries with one createdOn have no stable "
-            "order across requests); raise page_size if the server allows it"
+            f"at least {group} entries share createdOn {format_ticks(ticks)} and{ahead_text} fill a whole page of "
+            f"{size}, the most the server returns per request, so that group cannot be read in one consistent page "
+            "(entries with one createdOn have no stable order across requests); raise page_size if the server "
+            "allows it"
         )
 
 
