@@ -241,7 +241,7 @@ class WindowStitcher(Generic[E]):
         )
 
 
-def _check_sorted(page: FetchedPage[HasTicks]) -> None:
+def _check_sorted(page: FetchedPage[E]) -> None:
     previous: Ticks | None = None
     for index, entry in enumerate(page.entries):
         ticks = entry.created_on_ticks

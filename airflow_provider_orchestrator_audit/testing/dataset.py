@@ -565,7 +565,9 @@ class AuditDataset:
         :returns: the indices of the new entries.
         """
         if n < 0 or min_lag_ticks < 0 or max_lag_ticks < min_lag_ticks:
-            raise ValueError(f"record_late needs n >= 0 and 0 <= min_lag <= max_lag, got {n}, {min_lag_ticks}, {max_lag_ticks}")
+            raise ValueError(
+                f"record_late needs n >= 0 and 0 <= min_lag <= max_lag, got {n}, {min_lag_ticks}, {max_lag_ticks}"
+            )
         rng = rng if rng is not None else random.Random()
         added: list[int] = []
         with self._lock:

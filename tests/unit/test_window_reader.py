@@ -273,7 +273,19 @@ def test_a_window_past_the_oldest_entry_is_reported_even_when_one_page_holds_it(
     seed=st.integers(min_value=0, max_value=2**32),
 )
 def test_entries_recorded_late_anywhere_never_cost_a_preexisting_entry(
-    gaps, start_frac, width_frac, page_size, cap, arrivals, late, lag_frac, burst, burst_every, removals, concurrency, seed
+    gaps,
+    start_frac,
+    width_frac,
+    page_size,
+    cap,
+    arrivals,
+    late,
+    lag_frac,
+    burst,
+    burst_every,
+    removals,
+    concurrency,
+    seed,
 ):
     # Entries recorded late land anywhere between the newest entry and lag_frac of the log's span below
     # it (inside, above and below the window), with bursts, ties, retention and capped pages.
@@ -438,7 +450,9 @@ def test_the_local_orchestrators_late_entries_never_cost_a_preexisting_entry(
     def window_lines() -> Counter[str]:
         view = dataset.view()
         return Counter(
-            canonical(dataset.entry_json(i)) for i, ticks in dataset.page_items(0, view.total, view=view) if window.contains(ticks)
+            canonical(dataset.entry_json(i))
+            for i, ticks in dataset.page_items(0, view.total, view=view)
+            if window.contains(ticks)
         )
 
     before = window_lines()
