@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_orchestrator_audit.client.events import TENANT_ADVICE, events_url
 from airflow_provider_orchestrator_audit.client.retry import RetryPolicy
 from airflow_provider_orchestrator_audit.compat import BaseOperator, datetime_trigger, get_hook_lineage_collector
+from airflow_provider_orchestrator_audit.event_models import SOURCE_LEVELS, SOURCES
 from airflow_provider_orchestrator_audit.exceptions import OrchestratorConfigError
 from airflow_provider_orchestrator_audit.export.events_reader import EventWindowReader
 from airflow_provider_orchestrator_audit.export.keys import DEFAULT_PREFIX, default_key
@@ -28,14 +29,9 @@ if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
     from airflow_provider_orchestrator_audit.compat import Context
-    from airflow_provider_orchestrator_audit.event_models import EventLevel
 
 __all__ = ["SOURCES", "AuditLogsToS3Operator"]
 
-#: What the operator exports: the classic audit log, or the unified audit events of the organization
-#: or of one tenant.
-SOURCES = ("classic", "organization_events", "tenant_events")
-_EVENT_LEVELS: dict[str, EventLevel] = {"organization_events": "organization", "tenant_events": "tenant"}
 #: Events asked for per page of the event sources (the cap UiPath reports); the server may give fewer.
 DEFAULT_EVENTS_PAGE_SIZE = 200
 
@@ -323,7 +319,7 @@ class AuditLogsToS3Operator(BaseOperator):
         settings = self.orchestrator_hook.settings
         if self.source == "classic":
             return settings.audit_logs_url
-        return events_url(settings, _EVENT_LEVELS[self.source], self._tenant())
+        return events_url(settings, SOURCE_LEVELS[self.source], self._tenant())
 
     def _reader(self, window: AuditWindow) -> WindowReader | EventWindowReader:
         """The source: the window's entries (or events) in batches, each exactly once."""
@@ -373,7 +369,7 @@ class AuditLogsToS3Operator(BaseOperator):
         return self.orchestrator_hook.get_audit_logs(top=top, skip=skip, language=self.language)
 
     def _fetch_events(self, request: EventsRequest) -> Any:
-        level, tenant = _EVENT_LEVELS[self.source], self._tenant()
+        level, tenant = SOURCE_LEVELS[self.source], self._tenant()
         if request.cursor is not None:
             return self.orchestrator_hook.get_audit_events(level, tenant=tenant, cursor=request.cursor)
         assert request.query_from is not None and request.query_to is not None
