@@ -228,8 +228,8 @@ def _read_events(body: bytes) -> AuditEventsPage | None:
             if name != "auditEvents":
                 str(span, "utf-8")  # msgspec skips other values without checking their UTF-8
         for name in ("previous", "next"):
-            span = fields.get(name)
-            value = None if span is None else _VALUE.decode(span)
+            link = fields.get(name)
+            value = None if link is None else _VALUE.decode(link)
             if value is not None and type(value) is not str:
                 return None
             links[name] = value or None

@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from airflow_provider_orchestrator_audit.client.events import CursorRejectedError
 from airflow_provider_orchestrator_audit.event_models import AuditEvent, AuditEventsPage
@@ -29,6 +30,15 @@ log = logging.getLogger(__name__)
 
 #: ``fetch(request)`` returns the page a first query or a cursor asks for.
 EventFetcher = Callable[[EventsRequest], AuditEventsPage]
+
+
+class _Log(Protocol):
+    """What the reader logs through: a :class:`logging.Logger`, an adapter, or a task's logger."""
+
+    def info(self, message: Any, /, *args: Any) -> Any: ...
+
+    def warning(self, message: Any, /, *args: Any) -> Any: ...
+
 
 #: Slices per concurrent chain: more, shorter slices even out windows whose events bunch up in time.
 SLICES_PER_WORKER = 4
@@ -68,7 +78,7 @@ class EventWindowReader:
         max_concurrency: int = 8,
         slices: int | None = None,
         progress_interval: float = 30.0,
-        logger: logging.Logger | logging.LoggerAdapter | None = None,
+        logger: _Log | None = None,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
@@ -79,7 +89,7 @@ class EventWindowReader:
         self.max_concurrency = max_concurrency
         self.slice_count = slices or SLICES_PER_WORKER * max_concurrency
         self.progress_interval = progress_interval
-        self.log = logger or log
+        self.log: _Log = logger or log
         self.stats = EventReadStats()
 
     def __iter__(self) -> Iterator[list[AuditEvent]]:
