@@ -161,6 +161,14 @@ class AirflowCluster:
         answer.raise_for_status()
         return answer.json()
 
+    def api_patch(self, path: str, body: dict) -> dict:
+        """PATCH ``/api/v2/{path}`` with ``body`` as the admin."""
+        answer = httpx.patch(
+            f"{self.url}/api/v2/{path}", json=body, headers={"Authorization": f"Bearer {self.token}"}, timeout=30
+        )
+        answer.raise_for_status()
+        return answer.json()
+
     def wait_for_dag(self, dag_id: str, timeout: float = 120.0) -> None:
         """Wait until the dag-processor has parsed ``dag_id`` into the database."""
         deadline = time.monotonic() + timeout
