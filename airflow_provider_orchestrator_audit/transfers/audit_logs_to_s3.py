@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     from airflow_provider_orchestrator_audit.compat import Context
 
-__all__ = ["SOURCES", "AuditLogsToS3Operator"]
+__all__ = ["DEFAULT_EVENTS_MIN_AGE", "SOURCES", "AuditLogsToS3Operator"]
 
 #: Events asked for per page of the event sources (the cap UiPath reports); the server may give fewer.
 DEFAULT_EVENTS_PAGE_SIZE = 200
@@ -39,6 +39,14 @@ _MANUAL_RUN_ADVICE = (
     "set window_start and window_end on the operator (ISO-8601, e.g. '2026-01-31T13:00:00Z'; templates such as "
     "'{{ params.window_start }}' work), or trigger the DAG with a data interval (a scheduled run or a backfill)"
 )
+
+
+#: How long after ``window_end`` the event sources wait by default. UiPath does not document how late an event
+#: can be recorded (its long-term store lags by a day or two); the live API's events appear within minutes,
+#: so ten minutes keeps an hourly export timely while leaving late events time to arrive.
+DEFAULT_EVENTS_MIN_AGE = timedelta(minutes=10)
+#: ``min_age`` not given: None for the classic source, :data:`DEFAULT_EVENTS_MIN_AGE` for the event sources.
+_SOURCE_DEFAULT: Any = object()
 
 
 def _min_age(task_id: str, value: timedelta | float | None) -> timedelta | None:
@@ -114,7 +122,8 @@ class AuditLogsToS3Operator(BaseOperator):
         with ``compression="gzip"``.
     :param min_age: export the window only once it is this old (a ``timedelta`` or seconds): until
         ``window_end + min_age`` the task waits by deferring, holding no worker slot, so that entries
-        recorded late have arrived. Default: None, no wait.
+        recorded late have arrived. Default: no wait for ``source="classic"``, 10 minutes
+        (:data:`DEFAULT_EVENTS_MIN_AGE`) for the event sources; None turns the wait off.
     :param source: ``"classic"`` (default: ``GET {org}/audit_/api/auditlogs``), ``"organization_events"``
         (the unified audit events, ``{org}/orgaudit_/api/query/events``) or ``"tenant_events"``
         (``{org}/{tenant}/tenantaudit_/api/query/events``). Event sources read the window as disjoint time
@@ -146,7 +155,7 @@ class AuditLogsToS3Operator(BaseOperator):
         encrypt: bool = False,
         acl_policy: str | None = None,
         s3_extra_args: Mapping[str, Any] | None = None,
-        min_age: timedelta | float | None = None,
+        min_age: timedelta | float | None = _SOURCE_DEFAULT,
         source: str = "classic",
         tenant: str | None = None,
         **kwargs: Any,
@@ -177,10 +186,12 @@ class AuditLogsToS3Operator(BaseOperator):
         self.acl_policy = acl_policy
         self.s3_extra_args = dict(s3_extra_args) if isinstance(s3_extra_args, Mapping) else s3_extra_args
         self.object_settings()  # a bad value fails the DAG's import, naming the task
-        self.min_age = _min_age(self.task_id, min_age)
         if source not in SOURCES:
             raise ValueError(f"{self.task_id}: source must be one of {', '.join(map(repr, SOURCES))}, got {source!r}")
         self.source = source
+        if min_age is _SOURCE_DEFAULT:
+            min_age = None if source == "classic" else DEFAULT_EVENTS_MIN_AGE
+        self.min_age = _min_age(self.task_id, min_age)
         self.tenant = tenant
         self._written: list[str] = []
 

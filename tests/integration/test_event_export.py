@@ -134,13 +134,13 @@ def test_an_empty_window_writes_an_empty_object(orchestrator, orchestrator_conn,
         orchestrator_conn_id=orchestrator_conn,
         s3_bucket=bucket,
         source="organization_events",
-        window_start="2027-01-01T00:00:00Z",
-        window_end="2027-01-01T01:00:00Z",
+        window_start="2025-06-01T00:00:00Z",  # before the first event (a future window would wait for min_age)
+        window_end="2025-06-01T01:00:00Z",
     )
     result = operator.execute({})
     assert result["records"] == 0
     [key] = s3_server.list_keys(bucket)
-    assert "source=organization_events/dt=2027-01-01/hour=00/" in key
+    assert "source=organization_events/dt=2025-06-01/hour=00/" in key
     assert s3_server.get_object_bytes(bucket, key) == b""
 
 

@@ -175,3 +175,19 @@ def test_an_old_window_is_exported_at_once_whatever_min_age(orchestrator, orches
     state, result = run_dag(path, "min_age_old", datetime(2026, 3, 1, tzinfo=UTC))
     assert state == "success" and result["records"] > 500
     assert time.monotonic() - started < 60
+
+
+def test_min_age_defaults_to_ten_minutes_for_the_event_sources_only():
+    from datetime import timedelta
+
+    from airflow_provider_orchestrator_audit.transfers.audit_logs_to_s3 import AuditLogsToS3Operator
+
+    def min_age(**kwargs):
+        return AuditLogsToS3Operator(task_id="export", s3_bucket="b", **kwargs).min_age
+
+    assert min_age() is None
+    assert min_age(source="organization_events") == timedelta(minutes=10)
+    assert min_age(source="tenant_events", tenant="T") == timedelta(minutes=10)
+    assert min_age(source="tenant_events", tenant="T", min_age=None) is None
+    assert min_age(source="classic", min_age=90) == timedelta(seconds=90)
+    assert min_age(min_age=0) is None
