@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
     from airflow_provider_orchestrator_audit.export.s3_object_settings import ObjectSettings
-    from airflow_provider_orchestrator_audit.models import AuditLogEntry
+    from airflow_provider_orchestrator_audit.export.spool import JsonRecord
 
 __all__ = ["S3JsonLinesSink"]
 
@@ -117,7 +117,7 @@ class S3JsonLinesSink:
             self._uploads.close()
             self._spool.close()
 
-    def write(self, entries: Iterable[AuditLogEntry]) -> None:
+    def write(self, entries: Iterable[JsonRecord]) -> None:
         """
         Spool ``entries`` and send every finished multipart part; nothing is visible yet.
 

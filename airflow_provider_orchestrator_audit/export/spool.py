@@ -6,11 +6,15 @@ import gzip
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, Self
+from typing import IO, Protocol, Self
 
-from airflow_provider_orchestrator_audit.models import AuditLogEntry
+__all__ = ["COMPRESSIONS", "JsonLinesSpool", "JsonRecord", "SpooledPart"]
 
-__all__ = ["COMPRESSIONS", "JsonLinesSpool", "SpooledPart"]
+
+class JsonRecord(Protocol):
+    """What the spool writes: an audit entry or event that gives its one line of JSON."""
+
+    def to_json(self) -> str: ...
 
 COMPRESSIONS = (None, "gzip")
 
@@ -53,7 +57,7 @@ class JsonLinesSpool:
         self._writer: IO[bytes] | gzip.GzipFile | None = None
         self._part_records = 0
 
-    def write(self, entries: Iterable[AuditLogEntry]) -> None:
+    def write(self, entries: Iterable[JsonRecord]) -> None:
         """Append entries, newest first as read; a batch is encoded and written in one go per part."""
         batch = list(entries)
         limit = self.max_records_per_file
