@@ -10,6 +10,11 @@ allocation), then ``--repeat`` measured rounds, alternating. Figures are CPU sec
 entries, medians of the rounds.
 
     .venv/bin/python benchmarks/export_cpu.py [--repeat 3] [--latency-ms 100]
+
+``--source tenant_events`` measures the tenant audit events instead (the 86,400-event window of
+``benchmarks/events_export.py``, against its naive exporter that follows ``previous``), plain output.
+
+    .venv/bin/python benchmarks/export_cpu.py --source tenant_events [--repeat 3] [--latency-ms 100]
 """
 
 from __future__ import annotations
@@ -36,6 +41,23 @@ def ours(bucket: str, compression: str | None) -> dict:
     return operator.execute({})
 
 
+def ours_events(bucket: str, compression: str | None) -> dict:
+    from events_export import SPEED_WINDOW, TENANT
+
+    from airflow_provider_orchestrator_audit.transfers.audit_logs_to_s3 import AuditLogsToS3Operator
+
+    operator = AuditLogsToS3Operator(
+        task_id="export",
+        s3_bucket=bucket,
+        source="tenant_events",
+        tenant=TENANT,
+        window_start=SPEED_WINDOW[0],
+        window_end=SPEED_WINDOW[1],
+        compression=compression,
+    )
+    return operator.execute({})
+
+
 def measured(run) -> tuple[dict, float, float]:
     """``run()``'s result, its CPU seconds (this process, all threads) and its wall seconds."""
     cpu, wall = time.process_time(), time.perf_counter()
@@ -47,20 +69,38 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--latency-ms", type=float, default=100)
+    parser.add_argument("--source", choices=["audit_logs", "tenant_events"], default="audit_logs")
     args = parser.parse_args()
     cpu: dict[str, list[float]] = {}
     wall: dict[str, list[float]] = {}
     load_before = os.getloadavg()
-    with orchestrator(ENTRIES, latency_ms=args.latency_ms, cache_size=ENTRIES) as orch, s3() as s3_server:
+    if args.source == "tenant_events":
+        from events_export import SPEED_EVENTS, SPEED_WINDOW, events_server, naive_events_export
+
+        server = events_server(SPEED_EVENTS, args.latency_ms)
+        compressions: tuple[str | None, ...] = (None,)
+    else:
+        server = orchestrator(ENTRIES, latency_ms=args.latency_ms, cache_size=ENTRIES)
+        compressions = COMPRESSIONS
+    with server as orch, s3() as s3_server:
         use_connections(orch, s3_server)
-        ways = {
-            f"{way}_{compression or 'plain'}": run
-            for compression in COMPRESSIONS
-            for way, run in (
-                ("ours", lambda c=compression: ours("bench", c)),
-                ("naive", lambda c=compression: naive_export(orch.url, *WINDOW, "bench", "naive.jsonl", compression=c)),
-            )
-        }
+        if args.source == "tenant_events":
+            ways = {
+                "ours_plain": lambda: ours_events("bench", None),
+                "naive_plain": lambda: naive_events_export(orch.url, *SPEED_WINDOW, "bench", "naive.jsonl"),
+            }
+        else:
+            ways = {
+                f"{way}_{compression or 'plain'}": run
+                for compression in COMPRESSIONS
+                for way, run in (
+                    ("ours", lambda c=compression: ours("bench", c)),
+                    (
+                        "naive",
+                        lambda c=compression: naive_export(orch.url, *WINDOW, "bench", "naive.jsonl", compression=c),
+                    ),
+                )
+            }
         for run in ways.values():
             run()  # untimed: imports and SeaweedFS's first allocation are start-up, not export, costs
         for _ in range(args.repeat):
@@ -79,9 +119,10 @@ def main() -> None:
         }
         for name, runs in cpu.items()
     }
-    for compression in COMPRESSIONS:
+    for compression in compressions:
         label = compression or "plain"
         summary[f"cpu_ratio_{label}"] = round(median(cpu[f"ours_{label}"]) / median(cpu[f"naive_{label}"]), 2)
+    summary["source"] = args.source
     summary["latency_ms"] = args.latency_ms
     summary["load_average_before_after"] = [round(load_before[0], 1), round(os.getloadavg()[0], 1)]
     summary["cpus"] = os.cpu_count()
