@@ -60,7 +60,18 @@ def written_lines(s3_server, bucket: str) -> Counter[str]:
     ids=["middle", "middle-bursts", "head"],
 )
 def test_no_entry_that_existed_before_the_export_is_lost(
-    orchestrator, orchestrator_conn, bucket, s3_server, window, late, lag_minutes, burst_every, burst, arrivals, cap
+    orchestrator,
+    orchestrator_conn,
+    bucket,
+    s3_server,
+    request,
+    window,
+    late,
+    lag_minutes,
+    burst_every,
+    burst,
+    arrivals,
+    cap,
 ):
     orchestrator.page_size_cap = cap
     orchestrator.arrivals_per_request = arrivals
@@ -69,8 +80,10 @@ def test_no_entry_that_existed_before_the_export_is_lost(
     orchestrator.late_burst_every = burst_every
     orchestrator.late_burst_size = burst
     before = window_lines(orchestrator, *window)
+    # One DAG id per case: each dag.test() of changed DAG source adds a DAG version under its id.
+    dag_id = f"late_entries_{request.node.callspec.id.replace('-', '_')}"
     path = write_export_dag(
-        "late_entries",
+        dag_id,
         {
             "orchestrator_conn_id": orchestrator_conn,
             "s3_bucket": bucket,
@@ -79,7 +92,7 @@ def test_no_entry_that_existed_before_the_export_is_lost(
             "max_concurrency": 4,
         },
     )
-    state, result = run_dag(path, "late_entries", datetime(2026, 3, 1, tzinfo=UTC))
+    state, result = run_dag(path, dag_id, datetime(2026, 3, 1, tzinfo=UTC))
     assert state == "success"
     after = window_lines(orchestrator, *window)
     written = written_lines(s3_server, bucket)
