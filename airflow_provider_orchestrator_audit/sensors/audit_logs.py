@@ -64,32 +64,17 @@ class AuditLogsTotalCountSensor(BaseSensorOperator):
     """
     Wait until an organization's audit log holds new entries, for pipelines that export on activity.
 
-    Each poke costs one request, ``top=1`` sorted by ``createdOn`` descending, which gives both the log's
-    ``totalCount`` and its newest entry. The sensor succeeds when **either** condition that is set holds:
+    Each poke is one ``top=1`` request. The sensor succeeds when ``totalCount > baseline_count`` or the
+    newest entry's ``createdOn`` is later than ``newer_than`` (full precision), whichever is set; its XCom
+    is the ``totalCount`` it saw. With ``deferrable=True`` the wait moves to
+    :class:`~airflow_provider_orchestrator_audit.triggers.audit_logs.AuditLogsTotalCountTrigger`. Why
+    ``newer_than`` is safer where retention removes entries, and how timeouts and errors end the wait:
+    README, "Waiting for new entries".
 
-    * ``totalCount > baseline_count``. With ``baseline_count=None`` (and no ``newer_than``), the baseline
-      is the ``totalCount`` of the first poke of this DAG run, kept in Airflow's task state store so that
-      retries and ``mode="reschedule"`` compare against the same number.
-    * the newest entry's ``createdOn`` is later than ``newer_than``, compared at full 100 ns precision.
+    Example::
 
-    **Retention**: Orchestrator removes entries older than its retention period (about 30 days on
-    Community, 2 years on Enterprise) while new ones arrive, so ``totalCount`` can stay flat or even
-    shrink although new activity was logged. Growth alone can then miss new entries, or notice them
-    late. ``newer_than`` (e.g. the end of the last export) is not affected; use it, alone or together
-    with ``baseline_count``, wherever retention removes entries at the rate they arrive.
-
-    The XCom return value is the ``totalCount`` observed when the sensor succeeded, an ``int``: a later
-    run can pass it back as its ``baseline_count``.
-
-    With ``deferrable=True`` the sensor checks once and, if nothing is new yet, hands the wait to
-    :class:`~airflow_provider_orchestrator_audit.triggers.audit_logs.AuditLogsTotalCountTrigger`, freeing
-    its worker slot. The trigger gets the baseline and the absolute deadline (``timeout`` counted from the
-    sensor's start), so a triggerer restart resumes the same wait. A request that fails for good fails the
-    task with the hook's error
-    (:class:`~airflow_provider_orchestrator_audit.exceptions.OrchestratorAuthError` etc.); the deadline
-    fails it with :class:`~airflow.sdk.exceptions.AirflowSensorTimeout`. ``soft_fail`` skips the task on a
-    timeout, in every mode; errors still fail it (Airflow's default for deferred sensors would skip them
-    too, hiding e.g. a revoked secret).
+        AuditLogsTotalCountSensor(task_id="wait_for_activity", newer_than="{{ data_interval_start }}",
+                                  deferrable=True, poke_interval=300, timeout=3600)
 
     :param orchestrator_conn_id: the ``orchestrator_audit`` connection.
     :param baseline_count: succeed when ``totalCount`` is greater than this. None (or a template that
@@ -274,10 +259,14 @@ class AuditLogsNewEntriesSensor(BaseSensorOperator):
     text exactly as the server sent it: pass it as the next run's ``newer_than``, or use it as the end
     of the window to export.
 
-    With ``deferrable=True`` the sensor checks once and then hands the wait to
-    :class:`~airflow_provider_orchestrator_audit.triggers.audit_logs.AuditLogsNewEntriesTrigger` with an
-    absolute deadline, as :class:`AuditLogsTotalCountSensor` does. A bad connection, a refused secret or a
-    missing tenant fails the task with the hook's error; ``soft_fail`` skips only a timeout.
+    With ``deferrable=True`` the wait moves to
+    :class:`~airflow_provider_orchestrator_audit.triggers.audit_logs.AuditLogsNewEntriesTrigger`; errors
+    and timeouts end it as for :class:`AuditLogsTotalCountSensor` (README, "Waiting for new entries").
+
+    Example::
+
+        AuditLogsNewEntriesSensor(task_id="wait_for_events", source="tenant_events", tenant="DefaultTenant",
+                                  newer_than="{{ data_interval_start }}", deferrable=True)
 
     :param orchestrator_conn_id: the ``orchestrator_audit`` connection.
     :param source: ``"classic"``, ``"organization_events"`` or ``"tenant_events"``.

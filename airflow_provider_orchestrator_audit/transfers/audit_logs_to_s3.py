@@ -75,21 +75,28 @@ def _request_retry_policy(task_id: str, value: RetryPolicy | Mapping[str, Any] |
             return RetryPolicy(**value)
         except (TypeError, ValueError) as error:
             raise ValueError(f"{task_id}: request_retry_policy {dict(value)!r} is not usable: {error}") from None
-    raise ValueError(f"{task_id}: request_retry_policy must be a RetryPolicy, a dict of its fields or None, got {value!r}")
+    raise ValueError(
+        f"{task_id}: request_retry_policy must be a RetryPolicy, a dict of its fields or None, got {value!r}"
+    )
 
 
 class AuditLogsToS3Operator(BaseOperator):
     """
-    Export the audit entries with ``window_start <= createdOn < window_end`` to S3 as JSON lines.
+    Export the audit entries with ``window_start <= createdOn < window_end`` to S3 as JSON lines, each once.
 
-    Each entry is written once, verbatim (every field, ``createdOn`` with its 7 digits), even while new
-    entries arrive and retention removes old ones during the export, and even though entries that share
-    a ``createdOn`` come back in a different order on every request. The window is found with a few
-    one-entry probes instead of a scan from offset 0, its pages are fetched concurrently, and the lines
-    go to a temporary file (gzip on the fly if asked) whose finished stretches are sent as multipart
-    parts while reading; the upload is completed, and so visible, only once the whole window has been
-    read. Keys are derived from the organization and the window, so a rerun or a backfill overwrites
-    instead of duplicating, and leaves no part of an earlier run behind.
+    Lines are the server's own text of each entry; keys derive from the organization, the source and the
+    window, so reruns and backfills overwrite instead of duplicating; nothing is visible until the whole
+    window is read. How the window is located, paged and kept exact, and how uploads are cleaned up after
+    a failure: README, "How exactness works" and "Faults, bad input and secrets".
+
+    Example::
+
+        AuditLogsToS3Operator(
+            task_id="export_audit_logs",
+            s3_bucket="audit-logs",
+            compression="gzip",
+            min_age=timedelta(minutes=10),
+        )
 
     :param s3_bucket: the destination bucket. (templated)
     :param s3_key: the object key; by default
