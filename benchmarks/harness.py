@@ -20,7 +20,10 @@ from dataclasses import dataclass
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="orchestrator-audit-bench-"))
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
 
-from airflow_provider_orchestrator_audit.testing.s3 import LocalS3Server
+# SeaweedFS as S3 is test tooling of this checkout, not part of the installed package.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from tests.support.s3 import LocalS3Server  # noqa: E402
 
 ORGANIZATION = "acme"
 CLIENT_ID, CLIENT_SECRET = "local-client", "local-secret"

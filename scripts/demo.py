@@ -28,9 +28,12 @@ os.environ.update(
     AIRFLOW__LOGGING__LOGGING_LEVEL="WARNING",
 )
 
+# The local stack (SeaweedFS as S3) is test tooling of this checkout, not part of the installed package.
+sys.path.insert(0, str(ROOT))
+
 from airflow_provider_orchestrator_audit.testing import AuditDataset  # noqa: E402
-from airflow_provider_orchestrator_audit.testing.stack import LocalStack  # noqa: E402
 from airflow_provider_orchestrator_audit.timestamps import to_ticks  # noqa: E402
+from tests.support.stack import LocalStack  # noqa: E402
 
 LOGICAL_DATE = datetime(2026, 1, 1, 14, tzinfo=timezone.utc)  # the run that exports 13:00-14:00
 

@@ -36,7 +36,7 @@ import pytest
 
 if TYPE_CHECKING:
     from airflow_provider_orchestrator_audit.testing import LocalOrchestratorServer
-    from airflow_provider_orchestrator_audit.testing.s3 import LocalS3Server
+    from tests.support.s3 import LocalS3Server
 
 CONN_ID = "orchestrator_audit_test"
 ORCHESTRATOR_ENTRIES = 5_000
@@ -114,7 +114,7 @@ def airflow_db() -> None:
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[LocalS3Server]:
     """SeaweedFS serving S3 on loopback for the whole session."""
-    from airflow_provider_orchestrator_audit.testing.s3 import LocalS3Server
+    from tests.support.s3 import LocalS3Server
 
     with LocalS3Server() as server:
         yield server

@@ -23,8 +23,6 @@ import pytest
 from botocore.exceptions import ClientError
 
 from airflow_provider_orchestrator_audit.exceptions import AuditExportError
-from airflow_provider_orchestrator_audit.testing.proxy import CuttingProxy, lacks_header
-from airflow_provider_orchestrator_audit.testing.s3 import LOCAL_KMS_KEY_ID, LocalS3Server
 from tests.conftest import set_connection
 from tests.faults.scenario_helpers import (
     KEY,
@@ -37,6 +35,8 @@ from tests.faults.scenario_helpers import (
     window_lines,
     write_scenario_dag,
 )
+from tests.support.proxy import CuttingProxy, lacks_header
+from tests.support.s3 import LOCAL_KMS_KEY_ID, LocalS3Server
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("airflow_db")]
 

@@ -28,10 +28,10 @@ import pytest
 from airflow_provider_orchestrator_audit.export.keys import default_key
 from airflow_provider_orchestrator_audit.paging.window import AuditWindow
 from airflow_provider_orchestrator_audit.testing import DEFAULT_START, AuditDataset, LocalOrchestratorServer
-from airflow_provider_orchestrator_audit.testing.proxy import CuttingProxy
 from airflow_provider_orchestrator_audit.timestamps import ticks_to_datetime, to_ticks
 from tests.conftest import set_connection
 from tests.integration.airflow_runs import load_dag, write_export_dag, xcom_return_value
+from tests.support.proxy import CuttingProxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("airflow_db")]
 

@@ -36,11 +36,11 @@ from airflow_provider_orchestrator_audit.exceptions import AuditExportError
 from airflow_provider_orchestrator_audit.export._s3_errors import endpoint_of
 from airflow_provider_orchestrator_audit.export.s3_stream import PART_SIZE
 from airflow_provider_orchestrator_audit.testing import AuditDataset, LocalOrchestratorServer
-from airflow_provider_orchestrator_audit.testing.proxy import CuttingProxy, ProxiedRequest, lacks_header
-from airflow_provider_orchestrator_audit.testing.s3 import LOCAL_KMS_KEY_ID, LocalS3Server
 from airflow_provider_orchestrator_audit.timestamps import to_ticks
 from airflow_provider_orchestrator_audit.transfers.audit_logs_to_s3 import AuditLogsToS3Operator
 from tests.conftest import set_connection
+from tests.support.proxy import CuttingProxy, ProxiedRequest, lacks_header
+from tests.support.s3 import LOCAL_KMS_KEY_ID, LocalS3Server
 
 pytestmark = pytest.mark.integration
 

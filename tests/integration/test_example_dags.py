@@ -22,7 +22,7 @@ from tests.conftest import set_connection
 from tests.integration.airflow_runs import EXAMPLE_DAGS, install_example, load_dag
 
 if TYPE_CHECKING:
-    from airflow_provider_orchestrator_audit.testing.s3 import LocalS3Server
+    from tests.support.s3 import LocalS3Server
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 

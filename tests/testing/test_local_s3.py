@@ -13,8 +13,8 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from airflow_provider_orchestrator_audit.testing import s3 as local_s3
-from airflow_provider_orchestrator_audit.testing.s3 import (
+from tests.support import s3 as local_s3
+from tests.support.s3 import (
     LOCAL_KMS_KEY_ID,
     WEED_BINARY_ENV,
     LocalS3Server,

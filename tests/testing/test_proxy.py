@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_orchestrator_audit.testing.proxy import (
+from tests.support.proxy import (
     CuttingProxy,
     ProxiedRequest,
     RequestFramer,

@@ -8,8 +8,8 @@ from types import TracebackType
 from typing import Any, Self
 
 from airflow_provider_orchestrator_audit.testing.dataset import AuditDataset
-from airflow_provider_orchestrator_audit.testing.s3 import LocalS3Server
 from airflow_provider_orchestrator_audit.testing.server import LocalOrchestratorServer
+from tests.support.s3 import LocalS3Server
 
 __all__ = ["LocalStack"]
 
