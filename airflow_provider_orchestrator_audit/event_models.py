@@ -75,7 +75,7 @@ class AuditEvent:
         if not isinstance(event_id, str) or not event_id:
             raise ValueError(f"id must be a non-empty string, got {event_id!r}")
         if not isinstance(created_on, str):
-            raise ValueError(f"createdOn must be a timestamp string, got {created_on!r}")  # noqa: TRY004 - parsers catch ValueError
+            raise ValueError(f"createdOn must be a timestamp string, got {created_on!r}")
         try:
             self._ticks = created_on_ticks(created_on)
         except TimestampError as exc:

@@ -23,7 +23,7 @@ os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
 # SeaweedFS as S3 is test tooling of this checkout, not part of the installed package.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tests.support.s3 import LocalS3Server  # noqa: E402
+from tests.support.s3 import LocalS3Server
 
 ORGANIZATION = "acme"
 CLIENT_ID, CLIENT_SECRET = "local-client", "local-secret"

@@ -24,11 +24,13 @@ if [ ! -x .venv/bin/python ]; then
   fi
 fi
 
-stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+# The test environment is pinned by scripts/constraints/test-env.txt: the versions the suite was last
+# green on (scripts/freeze-test-env.sh refreshes it).
+stamp=.venv/.installed-$(cat pyproject.toml scripts/constraints/test-env.txt | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ]; then
   echo "Installing the provider and its dependencies into .venv (a few minutes the first time) ..."
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e ".[test]"
+  .venv/bin/python -m pip install --quiet -c scripts/constraints/test-env.txt -e ".[test,lint]"
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

@@ -15,7 +15,7 @@ import os
 import shutil
 import sys
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,7 +35,7 @@ from airflow_provider_orchestrator_audit.testing import AuditDataset  # noqa: E4
 from airflow_provider_orchestrator_audit.timestamps import to_ticks  # noqa: E402
 from tests.support.stack import LocalStack  # noqa: E402
 
-LOGICAL_DATE = datetime(2026, 1, 1, 14, tzinfo=timezone.utc)  # the run that exports 13:00-14:00
+LOGICAL_DATE = datetime(2026, 1, 1, 14, tzinfo=UTC)  # the run that exports 13:00-14:00
 
 
 def main() -> int:
@@ -71,8 +71,8 @@ def report(stack: LocalStack, dataset: AuditDataset) -> int:
         print(f"  s3://{stack.bucket}/{key}: {len(records):,} records, {len(body):,} bytes")
     if lines:
         print("\nA sample line:\n  " + lines[len(lines) // 2])
-    start = to_ticks(datetime(2026, 1, 1, 13, tzinfo=timezone.utc))
-    end = to_ticks(datetime(2026, 1, 1, 14, tzinfo=timezone.utc))
+    start = to_ticks(datetime(2026, 1, 1, 13, tzinfo=UTC))
+    end = to_ticks(datetime(2026, 1, 1, 14, tzinfo=UTC))
     expected = sorted(json.dumps(entry, sort_keys=True) for entry in dataset.entries_between(start, end))
     written = sorted(json.dumps(json.loads(line), sort_keys=True) for line in lines)
     if written != expected:
@@ -112,8 +112,8 @@ def events_demo() -> int:
             print(f"The DAG run did not succeed: {run and run.state}")
             return 1
         listing: EventListing = stack.orchestrator.event_listing
-        start = to_ticks(datetime(2026, 1, 1, 13, tzinfo=timezone.utc))
-        end = to_ticks(datetime(2026, 1, 1, 14, tzinfo=timezone.utc))
+        start = to_ticks(datetime(2026, 1, 1, 13, tzinfo=UTC))
+        end = to_ticks(datetime(2026, 1, 1, 14, tzinfo=UTC))
         print("\nWritten to S3:")
         for key in stack.s3.list_keys(stack.bucket):
             body = stack.s3.get_object_bytes(stack.bucket, key)
@@ -125,7 +125,9 @@ def events_demo() -> int:
             ]
             print(f"  s3://{stack.bucket}/{key}: {len(lines):,} events, {len(body):,} bytes")
             if sorted(lines) != sorted(expected):
-                print(f"\nMISMATCH for tenant {tenant!r}: wrote {len(lines):,} events, the hour holds {len(expected):,}")
+                print(
+                    f"\nMISMATCH for tenant {tenant!r}: wrote {len(lines):,} events, the hour holds {len(expected):,}"
+                )
                 return 1
         print("\nVerified: each tenant's events of 13:00-14:00 UTC, each exactly once, the server's own JSON text.")
     return 0

@@ -23,6 +23,8 @@ if [ $# -gt 0 ]; then
 fi
 
 started=$SECONDS
+# Lint, format and types first: a finding fails CI like a failing test.
+bash scripts/lint.sh
 mkdir -p test-artifacts
 # The older lines install (or are found in the cache) while the main suite runs: mostly downloads.
 install_log=test-artifacts/airflow-lines-install.log

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from airflow_provider_orchestrator_audit.models import AuditLogEntry, AuditLogPage
 from airflow_provider_orchestrator_audit.paging import (
@@ -95,7 +96,7 @@ class WindowReader:
         page_size: int | None = None,
         max_concurrency: int = 8,
         progress_interval: float = 30.0,
-        logger: logging.Logger | logging.LoggerAdapter | None = None,
+        logger: Any = None,
     ) -> None:
         if page_size is not None and page_size < 1:
             raise ValueError(f"page_size must be a positive number of entries, got {page_size}")

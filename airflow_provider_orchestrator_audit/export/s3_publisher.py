@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from airflow_provider_orchestrator_audit.exceptions import AuditExportError
 from airflow_provider_orchestrator_audit.export._s3_errors import (
@@ -23,6 +24,7 @@ from airflow_provider_orchestrator_audit.export.spool import SpooledPart
 
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    from mypy_boto3_s3 import S3Client
 
 __all__ = ["MAX_CLOCK_SKEW", "Cleanup", "S3Publisher", "WrittenObjects"]
 
@@ -33,7 +35,7 @@ MAX_CLOCK_SKEW = timedelta(minutes=15)
 
 
 def _report_output(s3_hook: S3Hook, bucket: str, key: str) -> None:
-    from airflow.providers.common.compat.lineage.hook import get_hook_lineage_collector
+    from airflow_provider_orchestrator_audit.compat import get_hook_lineage_collector
 
     get_hook_lineage_collector().add_output_asset(
         context=s3_hook, scheme="s3", asset_kwargs={"bucket": bucket, "key": key}
@@ -41,9 +43,14 @@ def _report_output(s3_hook: S3Hook, bucket: str, key: str) -> None:
 
 
 def _mask_secret(secret: str) -> None:
-    from airflow.sdk.log import mask_secret
+    from airflow_provider_orchestrator_audit.compat import mask_secret
 
     mask_secret(secret)
+
+
+def s3_client(s3_hook: S3Hook) -> S3Client:
+    """The hook's boto3 S3 client, typed (the hook declares no type for it)."""
+    return cast("S3Client", s3_hook.get_conn())
 
 
 def _file_etag(path: str) -> str:
@@ -146,7 +153,7 @@ class S3Publisher:
     def client(self) -> Any:
         """The hook's S3 client, or None when the connection cannot make one (its own error is reported)."""
         try:
-            return self.s3_hook.get_conn()
+            return s3_client(self.s3_hook)
         except Exception:  # noqa: BLE001 - only for naming the endpoint in a message; any failure means "unknown"
             return None
 
@@ -162,7 +169,7 @@ class S3Publisher:
         """
         before = datetime.now(UTC)
         try:
-            answer = self.s3_hook.get_conn().head_bucket(Bucket=self.bucket)
+            answer = s3_client(self.s3_hook).head_bucket(Bucket=self.bucket)
         # Any exception: the first S3 call also builds the client from the connection, whose errors are the
         # hook's own (AirflowException, ValueError, ...); every one of them gets the same clear message.
         except Exception as error:  # noqa: BLE001
@@ -196,7 +203,7 @@ class S3Publisher:
         # Under SSE-KMS and SSE-C the ETag is no MD5 of the body, so it cannot be known before S3 answers.
         written.expect(object_key, _file_etag(part.path) if self.settings.etag_is_md5 else None)
         with open(part.path, "rb") as body:
-            answer = self.s3_hook.get_conn().put_object(
+            answer = s3_client(self.s3_hook).put_object(
                 Bucket=self.bucket, Key=object_key, Body=body, **self.settings.put_args
             )
         written.answered(object_key, answer.get("ETag"))
@@ -251,7 +258,7 @@ class S3Publisher:
         :param predicted: S3 did not answer the write, so ``etag`` is computed from the content; an object
             encrypted with SSE-KMS or SSE-C (by this run's settings or the bucket's default) has another.
         """
-        client = self.s3_hook.get_conn()
+        client = s3_client(self.s3_hook)
         try:
             head = client.head_object(Bucket=self.bucket, Key=object_key, **self.settings.head_args)
         except S3_REQUEST_ERRORS as error:
@@ -292,7 +299,7 @@ class S3Publisher:
         same window that is still writing.
         """
         pattern = part_pattern(key)
-        client = self.s3_hook.get_conn()
+        client = s3_client(self.s3_hook)
         started = self.run_start
         try:
             pages = client.get_paginator("list_multipart_uploads").paginate(
@@ -330,7 +337,7 @@ class S3Publisher:
             )
 
     @staticmethod
-    def _begun_before(upload: dict[str, Any], started: datetime) -> bool:
+    def _begun_before(upload: Mapping[str, Any], started: datetime) -> bool:
         initiated = upload.get("Initiated")
         if not isinstance(initiated, datetime):
             return False  # cannot tell: leave it to a lifecycle rule rather than abort another run's upload

@@ -17,14 +17,16 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow_provider_orchestrator_audit.export._s3_errors import S3_REQUEST_ERRORS, S3StepError, reason
 from airflow_provider_orchestrator_audit.export.s3_object_settings import ObjectSettings
+from airflow_provider_orchestrator_audit.export.s3_publisher import s3_client
 from airflow_provider_orchestrator_audit.export.spool import JsonLinesSpool, SpooledPart
 
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
     from airflow_provider_orchestrator_audit.export.s3_publisher import WrittenObjects
 
@@ -85,7 +87,7 @@ class StreamingUploads:
     def __init__(
         self, s3_hook: S3Hook, bucket: str, keys: Callable[[int], str], settings: ObjectSettings | None = None
     ) -> None:
-        self.client = s3_hook.get_conn()
+        self.client = s3_client(s3_hook)
         self.bucket = bucket
         self.keys = keys
         self.settings = settings or ObjectSettings.build(hook_extra_args=getattr(s3_hook, "extra_args", None))
@@ -148,7 +150,7 @@ class StreamingUploads:
                     Bucket=self.bucket,
                     Key=upload.key,
                     UploadId=upload.upload_id,
-                    MultipartUpload={"Parts": part_list},
+                    MultipartUpload={"Parts": cast("list[CompletedPartTypeDef]", part_list)},
                     **self.settings.complete_args,
                 )
             except S3_REQUEST_ERRORS as error:

@@ -16,6 +16,7 @@ class JsonRecord(Protocol):
 
     def to_json(self) -> str: ...
 
+
 COMPRESSIONS = (None, "gzip")
 
 
@@ -104,7 +105,7 @@ class JsonLinesSpool:
         self.close()
 
     def _start_part(self) -> None:
-        raw: IO[bytes] = tempfile.NamedTemporaryFile(mode="w+b", prefix="audit-logs-", suffix=".part")  # noqa: SIM115
+        raw: IO[bytes] = tempfile.NamedTemporaryFile(mode="w+b", prefix="audit-logs-", suffix=".part")
         self._raw = raw
         # mtime=0 and no file name: the same entries always give the same bytes (and ETag).
         self._writer = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") if self.compression else raw

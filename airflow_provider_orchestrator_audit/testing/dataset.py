@@ -794,7 +794,7 @@ class AuditDataset:
             while span_high < high and self.is_tied(span_high):
                 span_high += 1
         ticks, tied = self._span_ticks(span_low, span_high)
-        items = list(zip(range(span_low, span_high), ticks))
+        items = list(zip(range(span_low, span_high), ticks, strict=True))
         if self.shuffle_ties:
             rng = rng if rng is not None else random.Random()
             ordered: list[tuple[int, Ticks]] = []
