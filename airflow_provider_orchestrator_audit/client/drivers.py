@@ -23,9 +23,9 @@ from airflow_provider_orchestrator_audit.client.exchanges import (
 from airflow_provider_orchestrator_audit.client.retry import RetryPolicy
 from airflow_provider_orchestrator_audit.client.settings import ConnectionSettings
 from airflow_provider_orchestrator_audit.client.tokens import TokenCache
-from airflow_provider_orchestrator_audit.client.validation import checked_int
 from airflow_provider_orchestrator_audit.event_models import AuditEventsPage
 from airflow_provider_orchestrator_audit.models import AuditLogPage
+from airflow_provider_orchestrator_audit.validation import checked_int
 
 __all__ = ["AsyncOrchestratorAuditClient", "OrchestratorAuditClient"]
 
@@ -73,18 +73,6 @@ class OrchestratorAuditClient:
         self._token_lock = threading.Lock()
         # After a 429 no request of this client goes out before this moment (time.monotonic()).
         self._resume_at = 0.0
-
-    def get_audit_logs(
-        self,
-        top: int,
-        skip: int = 0,
-        sort_by: str | None = "createdOn",
-        sort_order: str | None = "desc",
-        language: str | None = None,
-        api_version: str | None = None,
-    ) -> AuditLogPage:
-        """One page of audit entries; see :class:`~.exchanges.AuditLogQuery` for the parameters."""
-        return self.fetch_page(AuditLogQuery(top, skip, sort_by, sort_order, language, api_version))
 
     def fetch_page(self, query: AuditLogQuery) -> AuditLogPage:
         """The page ``query`` asks for, retried as the client's policy allows."""
@@ -168,18 +156,6 @@ class AsyncOrchestratorAuditClient:
         self._tokens = TokenCache()
         self._token_lock: asyncio.Lock | None = None
         self._resume_at = 0.0  # as in the synchronous client: after a 429, everyone waits
-
-    async def get_audit_logs(
-        self,
-        top: int,
-        skip: int = 0,
-        sort_by: str | None = "createdOn",
-        sort_order: str | None = "desc",
-        language: str | None = None,
-        api_version: str | None = None,
-    ) -> AuditLogPage:
-        """One page of audit entries; see :class:`~.exchanges.AuditLogQuery` for the parameters."""
-        return await self.fetch_page(AuditLogQuery(top, skip, sort_by, sort_order, language, api_version))
 
     async def fetch_page(self, query: AuditLogQuery) -> AuditLogPage:
         """The page ``query`` asks for, retried as the client's policy allows."""

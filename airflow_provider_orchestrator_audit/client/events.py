@@ -41,9 +41,9 @@ from airflow_provider_orchestrator_audit.client.page_parser import PageFormatErr
 from airflow_provider_orchestrator_audit.client.redaction import excerpt
 from airflow_provider_orchestrator_audit.client.retry import RETRYABLE_STATUSES, RetryPolicy
 from airflow_provider_orchestrator_audit.client.settings import ConnectionSettings
-from airflow_provider_orchestrator_audit.client.validation import INT32_MAX, checked_int
 from airflow_provider_orchestrator_audit.event_models import EVENT_LEVELS, AuditEvent, AuditEventsPage, EventLevel
 from airflow_provider_orchestrator_audit.exceptions import OrchestratorConfigError, OrchestratorRequestError
+from airflow_provider_orchestrator_audit.validation import INT32_MAX, checked_int
 
 __all__ = ["CursorRejectedError", "EventsQuery", "events_url", "fetch_events_page", "parse_events_page"]
 

@@ -41,9 +41,9 @@ from airflow_provider_orchestrator_audit.client.retry import (
     parse_retry_after,
 )
 from airflow_provider_orchestrator_audit.client.settings import ConnectionSettings
-from airflow_provider_orchestrator_audit.client.validation import INT32_MAX, checked_int
 from airflow_provider_orchestrator_audit.exceptions import OrchestratorConfigError, OrchestratorRequestError
 from airflow_provider_orchestrator_audit.models import AuditLogPage, TokenGrant
+from airflow_provider_orchestrator_audit.validation import INT32_MAX, checked_int
 
 __all__ = [
     "AuditLogQuery",

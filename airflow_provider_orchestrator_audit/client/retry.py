@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 
-from airflow_provider_orchestrator_audit.client.validation import checked_int
+from airflow_provider_orchestrator_audit.validation import checked_int
 
 __all__ = ["RETRYABLE_STATUSES", "RetryPolicy", "RetryState", "parse_retry_after"]
 

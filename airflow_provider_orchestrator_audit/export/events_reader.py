@@ -23,6 +23,7 @@ from airflow_provider_orchestrator_audit.client.events import CursorRejectedErro
 from airflow_provider_orchestrator_audit.event_models import AuditEvent, AuditEventsPage
 from airflow_provider_orchestrator_audit.paging.event_slices import EventsRequest, SliceChain, plan_slices
 from airflow_provider_orchestrator_audit.paging.window import AuditWindow
+from airflow_provider_orchestrator_audit.validation import checked_int
 
 __all__ = ["SLICES_PER_WORKER", "EventFetcher", "EventReadStats", "EventWindowReader"]
 
@@ -80,10 +81,9 @@ class EventWindowReader:
         progress_interval: float = 30.0,
         logger: _Log | None = None,
     ) -> None:
-        if max_concurrency < 1:
-            raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
-        if slices is not None and slices < 1:
-            raise ValueError(f"slices must be at least 1, got {slices}")
+        checked_int("max_concurrency", max_concurrency)
+        if slices is not None:
+            checked_int("slices", slices)
         self._fetch = fetch
         self.window = window
         self.max_concurrency = max_concurrency

@@ -29,6 +29,7 @@ from airflow_provider_orchestrator_audit.paging import (
     default_overlap,
 )
 from airflow_provider_orchestrator_audit.timestamps import Ticks, format_ticks
+from airflow_provider_orchestrator_audit.validation import checked_int
 
 __all__ = ["DEFAULT_PAGE_SIZE", "PageFetcher", "ReadStats", "WindowReader"]
 
@@ -98,10 +99,9 @@ class WindowReader:
         progress_interval: float = 30.0,
         logger: Any = None,
     ) -> None:
-        if page_size is not None and page_size < 1:
-            raise ValueError(f"page_size must be a positive number of entries, got {page_size}")
-        if max_concurrency < 1:
-            raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
+        if page_size is not None:
+            checked_int("page_size", page_size)
+        checked_int("max_concurrency", max_concurrency)
         self._fetch = fetch
         self.window = window
         # At least 3: a page repeats one entry of the page before it (the proof that they meet) and

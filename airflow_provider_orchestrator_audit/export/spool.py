@@ -8,6 +8,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Protocol, Self
 
+from airflow_provider_orchestrator_audit.validation import checked_int
+
 __all__ = ["COMPRESSIONS", "JsonLinesSpool", "JsonRecord", "SpooledPart"]
 
 
@@ -48,8 +50,8 @@ class JsonLinesSpool:
     def __init__(self, compression: str | None = None, max_records_per_file: int | None = None) -> None:
         if compression not in COMPRESSIONS:
             raise ValueError(f"compression must be None or 'gzip', got {compression!r}")
-        if max_records_per_file is not None and max_records_per_file < 1:
-            raise ValueError(f"max_records_per_file must be at least 1, got {max_records_per_file}")
+        if max_records_per_file is not None:
+            checked_int("max_records_per_file", max_records_per_file)
         self.compression = compression
         self.max_records_per_file = max_records_per_file
         self.parts: list[SpooledPart] = []

@@ -7,6 +7,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_orchestrator_audit.client.drivers import AsyncOrchestratorAuditClient, OrchestratorAuditClient
+from airflow_provider_orchestrator_audit.client.exchanges import AuditLogQuery
 from airflow_provider_orchestrator_audit.client.retry import RetryPolicy
 from airflow_provider_orchestrator_audit.client.settings import CONN_TYPE, ConnectionSettings
 from airflow_provider_orchestrator_audit.compat import (
@@ -38,20 +39,8 @@ async def _amask(secret: str) -> None:
     await amask_secret(secret)
 
 
-class OrchestratorAuditHook(BaseHook):
-    """
-    Reads an organization's audit log through ``GET {host}/{organization}/audit_/api/auditlogs``.
-
-    Authenticates with the client-credentials grant of an external application (Login = client id,
-    Password = client secret) or with a personal access token (extra ``access_token``). Tokens are
-    cached until shortly before they expire and shared by all threads using the hook; a 401 triggers
-    one refresh and one retry. 429 (honouring ``Retry-After``), 5xx and transport errors are retried
-    with exponential backoff and jitter, within ``retry_policy``'s bounds.
-
-    :param orchestrator_conn_id: the ``orchestrator_audit`` connection to use.
-    :param retry_policy: attempts, backoff and time budget of each request.
-    :param max_connections: HTTP connections kept open, the most concurrent requests.
-    """
+class _OrchestratorAuditHookBase(BaseHook):
+    """What both hooks share: the connection they read, the retry policy, the pool size, the page query."""
 
     conn_name_attr = "orchestrator_conn_id"
     default_conn_name = "orchestrator_audit_default"
@@ -70,6 +59,22 @@ class OrchestratorAuditHook(BaseHook):
         self.orchestrator_conn_id = orchestrator_conn_id
         self.retry_policy = retry_policy or RetryPolicy()
         self.max_connections = max_connections
+
+
+class OrchestratorAuditHook(_OrchestratorAuditHookBase):
+    """
+    Reads an organization's audit log through ``GET {host}/{organization}/audit_/api/auditlogs``.
+
+    Authenticates with the client-credentials grant of an external application (Login = client id,
+    Password = client secret) or with a personal access token (extra ``access_token``). Tokens are
+    cached until shortly before they expire and shared by all threads using the hook; a 401 triggers
+    one refresh and one retry. 429 (honouring ``Retry-After``), 5xx and transport errors are retried
+    with exponential backoff and jitter, within ``retry_policy``'s bounds.
+
+    :param orchestrator_conn_id: the ``orchestrator_audit`` connection to use.
+    :param retry_policy: attempts, backoff and time budget of each request.
+    :param max_connections: HTTP connections kept open, the most concurrent requests.
+    """
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
@@ -132,7 +137,7 @@ class OrchestratorAuditHook(BaseHook):
         :param api_version: sent as ``api-version`` when given.
         :return: ``total_count`` and the entries, every field kept.
         """
-        return self.client.get_audit_logs(top, skip, sort_by, sort_order, language, api_version)
+        return self.client.fetch_page(AuditLogQuery(top, skip, sort_by, sort_order, language, api_version))
 
     def get_audit_events(
         self,
@@ -184,7 +189,7 @@ class OrchestratorAuditHook(BaseHook):
                 self.settings, TEST_CONNECTION_RETRY_POLICY, max_connections=1, on_new_secret=_mask
             )
             with client:
-                page = client.get_audit_logs(top=1)
+                page = client.fetch_page(AuditLogQuery(top=1))
         except (OrchestratorAuditError, ValueError) as error:
             # The form tests a copy of the connection under a random id: naming it would only confuse.
             message = str(error).removeprefix(f"Connection {self.orchestrator_conn_id!r}: ")
@@ -202,7 +207,7 @@ class OrchestratorAuditHook(BaseHook):
             client.close()
 
 
-class OrchestratorAuditAsyncHook(BaseHook):
+class OrchestratorAuditAsyncHook(_OrchestratorAuditHookBase):
     """
     The asyncio twin of :class:`OrchestratorAuditHook`, for triggers.
 
@@ -215,23 +220,15 @@ class OrchestratorAuditAsyncHook(BaseHook):
     :param max_connections: HTTP connections kept open, the most concurrent requests.
     """
 
-    conn_name_attr = "orchestrator_conn_id"
-    default_conn_name = OrchestratorAuditHook.default_conn_name
-    conn_type = CONN_TYPE
-    hook_name = OrchestratorAuditHook.hook_name
-
     def __init__(
         self,
-        orchestrator_conn_id: str = default_conn_name,
+        orchestrator_conn_id: str = _OrchestratorAuditHookBase.default_conn_name,
         *,
         retry_policy: RetryPolicy | None = None,
         max_connections: int = 16,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        self.orchestrator_conn_id = orchestrator_conn_id
-        self.retry_policy = retry_policy or RetryPolicy()
-        self.max_connections = max_connections
+        super().__init__(orchestrator_conn_id, retry_policy=retry_policy, max_connections=max_connections, **kwargs)
         self._client: AsyncOrchestratorAuditClient | None = None
         self._client_lock: asyncio.Lock | None = None
 
@@ -269,7 +266,7 @@ class OrchestratorAuditAsyncHook(BaseHook):
     ) -> AuditLogPage:
         """One page of audit entries; the parameters are those of :meth:`OrchestratorAuditHook.get_audit_logs`."""
         client = await self.get_client()
-        return await client.get_audit_logs(top, skip, sort_by, sort_order, language, api_version)
+        return await client.fetch_page(AuditLogQuery(top, skip, sort_by, sort_order, language, api_version))
 
     async def get_audit_events(
         self,

@@ -43,6 +43,7 @@ from typing import Generic, Protocol, TypeVar
 from airflow_provider_orchestrator_audit.paging.stitcher import PagingError
 from airflow_provider_orchestrator_audit.paging.window import AuditWindow
 from airflow_provider_orchestrator_audit.timestamps import TICKS_PER_SECOND, Ticks, format_ticks
+from airflow_provider_orchestrator_audit.validation import checked_int
 
 __all__ = [
     "EventLike",
@@ -97,8 +98,7 @@ def plan_slices(window: AuditWindow, count: int) -> list[TimeSlice]:
     Inner boundaries fall on whole seconds (each slice's query then asks exactly for its own seconds);
     a window shorter than ``count`` seconds gets fewer slices. An empty window has none.
     """
-    if count < 1:
-        raise ValueError(f"count must be at least 1, got {count}")
+    checked_int("count", count)
     if window.is_empty:
         return []
     first_second = -(-window.start // TICKS_PER_SECOND)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from airflow_provider_orchestrator_audit.validation import checked_int
+
 __all__ = ["default_overlap", "plan_offsets"]
 
 
@@ -25,8 +27,7 @@ def plan_offsets(first: int, stop: int, page_size: int, overlap: int | None = No
     :param page_size: entries per page.
     :param overlap: entries repeated between neighbours; :func:`default_overlap` when None.
     """
-    if page_size < 1:
-        raise ValueError(f"page_size must be at least 1, got {page_size}")
+    checked_int("page_size", page_size)
     step = page_size - (default_overlap(page_size) if overlap is None else overlap)
     if step < 1:
         raise ValueError(f"overlap must be smaller than page_size ({page_size})")

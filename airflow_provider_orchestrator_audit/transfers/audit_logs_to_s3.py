@@ -24,6 +24,7 @@ from airflow_provider_orchestrator_audit.paging.event_slices import EventsReques
 from airflow_provider_orchestrator_audit.paging.window import AuditWindow, WindowError
 from airflow_provider_orchestrator_audit.templating import unset_to_none
 from airflow_provider_orchestrator_audit.timestamps import format_ticks, ticks_to_datetime
+from airflow_provider_orchestrator_audit.validation import checked_int
 
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -172,10 +173,9 @@ class AuditLogsToS3Operator(BaseOperator):
         if compression not in COMPRESSIONS:
             raise ValueError(f"{self.task_id}: compression must be None or 'gzip', got {compression!r}")
         for name, value in (("page_size", page_size), ("max_records_per_file", max_records_per_file)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"{self.task_id}: {name} must be a positive integer or None, got {value!r}")
-        if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
-            raise ValueError(f"{self.task_id}: max_concurrency must be a positive integer, got {max_concurrency!r}")
+            if value is not None:
+                checked_int(f"{self.task_id}: {name}", value)
+        checked_int(f"{self.task_id}: max_concurrency", max_concurrency)
         self.s3_bucket = s3_bucket
         self.s3_key = s3_key
         self.window_start = window_start

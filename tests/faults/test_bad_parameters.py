@@ -122,9 +122,9 @@ def test_a_manual_run_without_a_window_says_how_to_give_one(orchestrator, orches
     ("argument", "message"),
     [
         ({"compression": "zip"}, "export: compression must be None or 'gzip', got 'zip'"),
-        ({"page_size": 0}, "export: page_size must be a positive integer or None, got 0"),
-        ({"page_size": -100}, "export: page_size must be a positive integer or None, got -100"),
-        ({"max_concurrency": 0}, "export: max_concurrency must be a positive integer, got 0"),
+        ({"page_size": 0}, "export: page_size must be at least 1, got 0"),
+        ({"page_size": -100}, "export: page_size must be at least 1, got -100"),
+        ({"max_concurrency": 0}, "export: max_concurrency must be at least 1, got 0"),
         (
             {"request_retry_policy": {"max_atempts": 3}},
             (

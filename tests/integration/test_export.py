@@ -235,9 +235,9 @@ def test_bad_windows_fail_before_any_request(orchestrator, orchestrator_conn, bu
     ("kwargs", "message"),
     [
         ({"compression": "zip"}, "compression must be None or 'gzip'"),
-        ({"page_size": 0}, "page_size must be a positive integer"),
-        ({"max_records_per_file": -5}, "max_records_per_file must be a positive integer"),
-        ({"max_concurrency": 0}, "max_concurrency must be a positive integer"),
+        ({"page_size": 0}, "page_size must be at least 1"),
+        ({"max_records_per_file": -5}, "max_records_per_file must be at least 1"),
+        ({"max_concurrency": 0}, "max_concurrency must be at least 1"),
     ],
 )
 def test_bad_parameters_fail_when_the_dag_is_parsed(kwargs, message):

@@ -4,12 +4,12 @@ import doctest
 
 import pytest
 
-from airflow_provider_orchestrator_audit.client import validation
+from airflow_provider_orchestrator_audit import validation
 from airflow_provider_orchestrator_audit.client.drivers import AsyncOrchestratorAuditClient, OrchestratorAuditClient
 from airflow_provider_orchestrator_audit.client.retry import RetryPolicy
 from airflow_provider_orchestrator_audit.client.settings import ConnectionSettings
-from airflow_provider_orchestrator_audit.client.validation import checked_int
 from airflow_provider_orchestrator_audit.exceptions import OrchestratorConfigError
+from airflow_provider_orchestrator_audit.validation import checked_int
 
 SETTINGS = ConnectionSettings(conn_id="c", base_url="https://o.example", organization="acme", access_token="pat")
 
