@@ -32,6 +32,7 @@ from airflow_provider_orchestrator_audit.exceptions import (
 from airflow_provider_orchestrator_audit.hooks.orchestrator_audit import OrchestratorAuditAsyncHook
 from airflow_provider_orchestrator_audit.models import AuditLogEntry, AuditLogPage
 from airflow_provider_orchestrator_audit.timestamps import Ticks, TimestampError, format_ticks, parse_timestamp
+from airflow_provider_orchestrator_audit.validation import checked_int
 
 __all__ = [
     "AuditLogsNewEntriesTrigger",
@@ -80,8 +81,8 @@ class NewEntriesCondition:
     def __post_init__(self) -> None:
         if self.baseline_count is None and self.newer_than is None:
             raise OrchestratorConfigError("set baseline_count, newer_than or both: there is nothing to wait for")
-        if self.baseline_count is not None and self.baseline_count < 0:
-            raise OrchestratorConfigError(f"baseline_count must be >= 0, got {self.baseline_count}")
+        if self.baseline_count is not None:
+            checked_int("baseline_count", self.baseline_count, minimum=0, error=OrchestratorConfigError)
 
     def observe(self, page: AuditLogPage) -> Observation:
         """

@@ -64,7 +64,7 @@ def test_round_trip_of_a_single_condition_without_deadline():
     ("kwargs", "message"),
     [
         ({}, "nothing to wait for"),
-        ({"baseline_count": -1}, "baseline_count must be >= 0"),
+        ({"baseline_count": -1}, "baseline_count must be at least 0, got -1"),
         ({"newer_than": "soon"}, "newer_than: 'soon' is not an ISO-8601 timestamp"),
         ({"baseline_count": 1, "poke_interval": -5}, "poke_interval"),
     ],
