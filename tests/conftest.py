@@ -26,6 +26,9 @@ with open(os.path.join(_PLUGINS_FOLDER, "lineage_reader.py"), "w") as _plugin:
         "    hook_lineage_readers = [HookLineageReader]\n"
     )
 os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = _PLUGINS_FOLDER
+# One process runs every export of the suite: Airflow's hook-lineage collector keeps at most 100 assets
+# per process by default, and the lineage tests must still see theirs after hundreds of exports.
+os.environ["AIRFLOW__LINEAGE__MAX_ASSETS_PER_COLLECTOR"] = "1000000"
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
 os.environ.pop("AIRFLOW_CONN_ORCHESTRATOR_AUDIT_DEFAULT", None)

@@ -548,10 +548,10 @@ def test_a_lineage_failure_leaves_the_written_window_alone(storage, orchestrator
     here): the objects stay, the export succeeds, and a warning names the objects and the lineage error
     instead of a write failure.
     """
-    import airflow.providers.common.compat.lineage.hook as lineage_hook
+    import airflow_provider_orchestrator_audit.compat as compat
 
     use_s3(monkeypatch, storage, storage.endpoint_url)
-    monkeypatch.setattr(lineage_hook, "get_hook_lineage_collector", _FailingLineage)
+    monkeypatch.setattr(compat, "get_hook_lineage_collector", _FailingLineage)
     caplog.set_level(logging.INFO)
     result = export(bucket)
     assert result["objects"] == [f"s3://{bucket}/w.jsonl"]
