@@ -250,8 +250,14 @@ def test_a_backfill_of_three_hours_started_in_the_ui_exports_each_hour_once(
         dialog.locator("[name=to_date]").fill("2026-01-01T02:00")
     dialog.get_by_text("3 runs will be triggered").wait_for()
     dialog.get_by_role("spinbutton").fill("3")  # Max Active Runs: the hours are independent
+    dialog.get_by_text("3 runs will be triggered").wait_for()  # re-checked after the change
     dialog.get_by_role("button", name="Run Backfill").click()
-    dialog.wait_for(state="hidden")
+    try:
+        # Creating the backfill is one API call, but a loaded 2-core machine can take its time.
+        dialog.wait_for(state="hidden", timeout=120_000)
+    except Exception:
+        screenshot(page, "backfill-dialog-still-open")  # what the dialog said, for the failure report
+        raise
 
     runs = wait_for_runs(airflow, 3)
     assert sorted(run["logical_date"][:19] for run in runs) == [
