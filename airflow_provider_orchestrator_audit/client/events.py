@@ -37,7 +37,14 @@ from airflow_provider_orchestrator_audit.client.exchanges import (
     _Retries,
     _transport_problem,
 )
-from airflow_provider_orchestrator_audit.client.page_parser import PageFormatError
+from airflow_provider_orchestrator_audit.client.page_parser import (
+    JSON_DECODER,
+    PageFormatError,
+    expect_char,
+    is_json,
+    scan_records,
+    skip_whitespace,
+)
 from airflow_provider_orchestrator_audit.client.redaction import excerpt
 from airflow_provider_orchestrator_audit.client.retry import RETRYABLE_STATUSES, RetryPolicy
 from airflow_provider_orchestrator_audit.client.settings import ConnectionSettings
@@ -49,8 +56,6 @@ __all__ = ["CursorRejectedError", "EventsQuery", "events_url", "fetch_events_pag
 
 #: Statuses with which a server may refuse a cursor it no longer accepts (expired, or unknown to it).
 CURSOR_REFUSALS: frozenset[int] = frozenset({400, 404, 410, 422})
-_DECODER = json.JSONDecoder()
-_WHITESPACE = re.compile(r"[ \t\n\r]*")
 # Characters that make an event's text unfit to be one output line as it is (see AuditEvent).
 _LINE_BREAKS = re.compile(rb"[\n\r]|\xe2\x80[\xa8\xa9]")
 
@@ -260,7 +265,7 @@ def _scan_events_page(body: bytes) -> AuditEventsPage:
         fields, events = _scan(text)
     except json.JSONDecodeError as error:
         raise PageFormatError(
-            f"not valid JSON: {error.msg} at position {error.pos}", damaged=not _is_json(text)
+            f"not valid JSON: {error.msg} at position {error.pos}", damaged=not is_json(text)
         ) from None
     if events is None:
         raise PageFormatError("auditEvents: Field required")
@@ -273,69 +278,30 @@ def _scan_events_page(body: bytes) -> AuditEventsPage:
     return AuditEventsPage(events, previous=links["previous"], next=links["next"])
 
 
-def _is_json(text: str) -> bool:
-    try:
-        json.loads(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _skip(text: str, index: int) -> int:
-    return _WHITESPACE.match(text, index).end()  # type: ignore[union-attr]  # the pattern always matches
-
-
-def _expect(text: str, index: int, char: str) -> int:
-    if text[index : index + 1] != char:
-        raise json.JSONDecodeError(f"Expecting {char!r}", text, index)
-    return index + 1
-
-
 def _scan(text: str) -> tuple[dict[str, Any], list[AuditEvent] | None]:
-    index = _skip(text, _expect(text, _skip(text, 0), "{"))
+    index = skip_whitespace(text, expect_char(text, skip_whitespace(text, 0), "{"))
     fields: dict[str, Any] = {}
     events: list[AuditEvent] | None = None
     if text[index : index + 1] == "}":
         index += 1
     else:
         while True:
-            key, index = _DECODER.raw_decode(text, index)
+            key, index = JSON_DECODER.raw_decode(text, index)
             if not isinstance(key, str):
                 raise json.JSONDecodeError("Expecting property name", text, index)
-            index = _skip(text, _expect(text, _skip(text, index), ":"))
+            index = skip_whitespace(text, expect_char(text, skip_whitespace(text, index), ":"))
             if key == "auditEvents" and text[index : index + 1] == "[":
-                events, index = _scan_events(text, index)
+                events, index = scan_records(text, index, "auditEvents", AuditEvent)
             else:
-                fields[key], index = _DECODER.raw_decode(text, index)
+                fields[key], index = JSON_DECODER.raw_decode(text, index)
                 if key == "auditEvents":
                     raise PageFormatError(f"auditEvents: must be a list, got {fields[key]!r}"[:200])
-            index = _skip(text, index)
+            index = skip_whitespace(text, index)
             if text[index : index + 1] == ",":
-                index = _skip(text, index + 1)
+                index = skip_whitespace(text, index + 1)
                 continue
-            index = _expect(text, index, "}")
+            index = expect_char(text, index, "}")
             break
-    if _skip(text, index) != len(text):
+    if skip_whitespace(text, index) != len(text):
         raise json.JSONDecodeError("Extra data", text, index)
     return fields, events
-
-
-def _scan_events(text: str, index: int) -> tuple[list[AuditEvent], int]:
-    index = _skip(text, _expect(text, index, "["))
-    events: list[AuditEvent] = []
-    if text[index : index + 1] == "]":
-        return events, index + 1
-    while True:
-        start = index
-        value, index = _DECODER.raw_decode(text, index)
-        if not isinstance(value, dict):
-            raise PageFormatError(f"auditEvents.{len(events)}: Input should be a valid dictionary")
-        try:
-            events.append(AuditEvent(value, text[start:index]))
-        except ValueError as error:
-            raise PageFormatError(f"auditEvents.{len(events)}: {error}") from None
-        index = _skip(text, index)
-        if text[index : index + 1] == ",":
-            index = _skip(text, index + 1)
-            continue
-        return events, _expect(text, index, "]")

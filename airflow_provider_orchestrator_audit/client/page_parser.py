@@ -18,16 +18,18 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import msgspec
 
 from airflow_provider_orchestrator_audit.models import AuditLogEntry, AuditLogPage
 from airflow_provider_orchestrator_audit.timestamps import Ticks, parse_timestamp
 
-__all__ = ["PageFormatError", "parse_page"]
+__all__ = ["JSON_DECODER", "PageFormatError", "expect_char", "is_json", "parse_page", "scan_records", "skip_whitespace"]
 
-_DECODER = json.JSONDecoder()
+JSON_DECODER = json.JSONDecoder()
+_Record = TypeVar("_Record")
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 # Characters that make an entry's text unfit to be one output line (see AuditLogEntry): looked for in
 # the whole of ``results`` first, since compact bodies rarely hold any.
@@ -143,7 +145,7 @@ def _scan_page(body: bytes) -> AuditLogPage:
         total_count, results = _scan_envelope(text)
     except json.JSONDecodeError as error:
         raise PageFormatError(
-            f"not valid JSON: {error.msg} at position {error.pos}", damaged=not _is_json(text)
+            f"not valid JSON: {error.msg} at position {error.pos}", damaged=not is_json(text)
         ) from None
     if total_count is None:
         raise PageFormatError("totalCount: Field required")
@@ -154,7 +156,7 @@ def _scan_page(body: bytes) -> AuditLogPage:
     return AuditLogPage.model_construct(total_count=total_count, results=results)
 
 
-def _is_json(text: str) -> bool:
+def is_json(text: str) -> bool:
     # The envelope scanner rejects valid JSON of another shape (``[]``) as it rejects broken text.
     try:
         json.loads(text)
@@ -163,62 +165,72 @@ def _is_json(text: str) -> bool:
     return True
 
 
-def _skip(text: str, index: int) -> int:
+def skip_whitespace(text: str, index: int) -> int:
     return _WHITESPACE.match(text, index).end()  # type: ignore[union-attr]  # the pattern always matches
 
 
-def _expect(text: str, index: int, char: str) -> int:
+def expect_char(text: str, index: int, char: str) -> int:
     if text[index : index + 1] != char:
         raise json.JSONDecodeError(f"Expecting {char!r}", text, index)
     return index + 1
 
 
 def _scan_envelope(text: str) -> tuple[Any, list[AuditLogEntry] | None]:
-    index = _expect(text, _skip(text, 0), "{")
+    index = expect_char(text, skip_whitespace(text, 0), "{")
     total_count: Any = None
     results: list[AuditLogEntry] | None = None
-    index = _skip(text, index)
+    index = skip_whitespace(text, index)
     if text[index : index + 1] == "}":
         index += 1
     else:
         while True:
-            key, index = _DECODER.raw_decode(text, index)
+            key, index = JSON_DECODER.raw_decode(text, index)
             if not isinstance(key, str):
                 raise json.JSONDecodeError("Expecting property name", text, index)
-            index = _skip(text, _expect(text, _skip(text, index), ":"))
+            index = skip_whitespace(text, expect_char(text, skip_whitespace(text, index), ":"))
             if key == "results":
-                results, index = _scan_results(text, index)
+                results, index = scan_records(text, index, "results", AuditLogEntry)
             else:
-                value, index = _DECODER.raw_decode(text, index)
+                value, index = JSON_DECODER.raw_decode(text, index)
                 if key == "totalCount":
                     total_count = value
-            index = _skip(text, index)
+            index = skip_whitespace(text, index)
             if text[index : index + 1] == ",":
-                index = _skip(text, index + 1)
+                index = skip_whitespace(text, index + 1)
                 continue
-            index = _expect(text, index, "}")
+            index = expect_char(text, index, "}")
             break
-    if _skip(text, index) != len(text):
+    if skip_whitespace(text, index) != len(text):
         raise json.JSONDecodeError("Extra data", text, index)
     return total_count, results
 
 
-def _scan_results(text: str, index: int) -> tuple[list[AuditLogEntry], int]:
-    index = _skip(text, _expect(text, index, "["))
-    entries: list[AuditLogEntry] = []
+def scan_records(
+    text: str, index: int, field: str, make: Callable[[dict[str, Any], str], _Record]
+) -> tuple[list[_Record], int]:
+    """
+    The JSON array of objects at ``index`` of ``text``, each made a record of its own exact text.
+
+    :param field: the array's name in the page, for error messages (``results.3: ...``).
+    :param make: builds a record from an object and its text (``AuditLogEntry``, ``AuditEvent``); its
+        ``ValueError`` becomes a :class:`PageFormatError` naming the element.
+    :return: the records and the index after the array.
+    """
+    index = skip_whitespace(text, expect_char(text, index, "["))
+    records: list[_Record] = []
     if text[index : index + 1] == "]":
-        return entries, index + 1
+        return records, index + 1
     while True:
         start = index
-        value, index = _DECODER.raw_decode(text, index)
+        value, index = JSON_DECODER.raw_decode(text, index)
         if not isinstance(value, dict):
-            raise PageFormatError(f"results.{len(entries)}: Input should be a valid dictionary")
+            raise PageFormatError(f"{field}.{len(records)}: Input should be a valid dictionary")
         try:
-            entries.append(AuditLogEntry(value, text[start:index]))
+            records.append(make(value, text[start:index]))
         except ValueError as error:
-            raise PageFormatError(f"results.{len(entries)}: {error}") from None
-        index = _skip(text, index)
+            raise PageFormatError(f"{field}.{len(records)}: {error}") from None
+        index = skip_whitespace(text, index)
         if text[index : index + 1] == ",":
-            index = _skip(text, index + 1)
+            index = skip_whitespace(text, index + 1)
             continue
-        return entries, _expect(text, index, "]")
+        return records, expect_char(text, index, "]")
