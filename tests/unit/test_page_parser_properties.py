@@ -204,7 +204,9 @@ def test_damaged_bodies_fail_as_the_reference_says(body, data):
     _assert_parses_like_the_reference(damaged)
 
 
-@SETTINGS
+# Most generated pages hold an entry the reference refuses (no createdOn, say) and are filtered out; the
+# property still needs its 300 valid pages, so filtering much is expected here, not a health problem.
+@settings(SETTINGS, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(st.lists(entry(pretty=False), min_size=1, max_size=8), st.booleans())
 def test_ordinary_pages_take_the_fast_path(entries, pretty):
     """Without the forms msgspec refuses (lone surrogates), valid pages never fall back to the scanner."""
