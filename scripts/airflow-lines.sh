@@ -19,10 +19,15 @@ CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/airflow-provider-orchestrator-audit/venvs
 INSTALL_TIMEOUT="${AIRFLOW_LINES_INSTALL_TIMEOUT:-1200}"
 TEST_TIMEOUT="${AIRFLOW_LINES_TEST_TIMEOUT:-1500}"
 
-# Tests beyond tests/lines for some lines: the browser tests of the connection form (and a UI backfill),
-# where the UI builds the form another way than the newest Airflow does.
+# Tests beyond tests/lines, each against a running Airflow: the browser tests of the connection form (and a
+# UI backfill) where the UI builds the form another way than the newest Airflow does, and on every line
+# the deferrable sensor in a real triggerer.
+DEFERRAL_TEST="tests/e2e/test_airflow_ui.py::test_a_deferred_sensor_waits_in_the_triggerer_and_resumes_the_task"
 declare -A UI_TESTS=(
+  [2.11.0]="tests/e2e/test_airflow2_ui.py"
   [3.0.0]="tests/e2e/test_airflow_ui.py"
+  [3.1.0]="$DEFERRAL_TEST"
+  [3.2.0]="$DEFERRAL_TEST"
 )
 
 venv_dir() {
@@ -77,13 +82,14 @@ test_line() {
     return 1
   fi
   started=$SECONDS
-  # The virtualenv may have been made from another clone: point its editable install at this one.
-  "$dir/bin/python" -m pip --quiet --disable-pip-version-check install --no-deps -e "$repo" >/dev/null
-  local env=()
+  # The virtualenv may have been made from another clone, and another clone may be testing in it now: the
+  # provider is imported from this checkout (PYTHONPATH comes before the editable install's finder), by
+  # pytest and by every Airflow process the tests start.
+  local env=(PYTHONPATH="$repo")
   case "$version" in
   # 2.11 warns on every start until its metrics use the unit that Airflow 3 made the default; and the
   # tests' unit-test mode would pick the LocalExecutor, which 2.11 refuses with SQLite.
-  2.*) env=(AIRFLOW__METRICS__TIMER_UNIT_CONSISTENCY=True AIRFLOW__CORE__EXECUTOR=SequentialExecutor) ;;
+  2.*) env+=(AIRFLOW__METRICS__TIMER_UNIT_CONSISTENCY=True AIRFLOW__CORE__EXECUTOR=SequentialExecutor) ;;
   esac
   echo "Airflow $version: running tests/lines ${UI_TESTS[$version]:-}"
   # The line's anyio (pinned as Airflow was released) has a pytest plugin that newer pytest warns about;

@@ -1,4 +1,9 @@
-"""A real Airflow 3 on loopback (``airflow standalone``: api-server, scheduler, dag-processor, triggerer)."""
+"""
+A real Airflow on loopback, started by ``airflow standalone``.
+
+Airflow 3: api-server, scheduler, dag-processor and triggerer (:class:`AirflowCluster`); Airflow 2.11:
+the Flask web server, scheduler and triggerer (:class:`Airflow2Cluster`).
+"""
 
 from __future__ import annotations
 
@@ -44,6 +49,11 @@ class AirflowCluster:
     :param startup_timeout: seconds to wait for the API server and the DAGs.
     """
 
+    #: The public REST API's root, and the components whose health the start waits for.
+    api_root = "api/v2"
+    health_path = "api/v2/monitor/health"
+    components: tuple[str, ...] = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+
     def __init__(self, dag_files: list[Path], env: Mapping[str, str], startup_timeout: float = 240.0) -> None:
         self.home = Path(tempfile.mkdtemp(prefix="airflow-e2e-"))
         self.dags_folder = self.home / "dags"
@@ -82,27 +92,37 @@ class AirflowCluster:
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                 "AIRFLOW__CORE__PARALLELISM": "4",
                 "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
-                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
-                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.passwords_file),
-                "AIRFLOW__API__HOST": "127.0.0.1",
-                "AIRFLOW__API__PORT": str(self.port),
-                "AIRFLOW__API__BASE_URL": self.url,
-                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
                 # Only what a user starts runs: no scheduled run of the current hour next to a backfill.
                 "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
                 "AIRFLOW__SCHEDULER__DAG_DIR_LIST_INTERVAL": "5",
             }
         )
+        env.update(self.server_settings())
         env.update(self._extra_env)
         return env
+
+    def server_settings(self) -> dict[str, str]:
+        """The web server's address and its users."""
+        return {
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.passwords_file),
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(self.port),
+            "AIRFLOW__API__BASE_URL": self.url,
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
+        }
 
     @property
     def passwords_file(self) -> Path:
         """The simple auth manager's users and passwords."""
         return self.home / "passwords.json"
 
-    def start(self) -> Self:
+    def prepare_home(self) -> None:
+        """What the home needs before the start: the admin's password."""
         self.passwords_file.write_text(json.dumps({ADMIN_USER: self.password}))
+
+    def start(self) -> Self:
+        self.prepare_home()
         self._log = self.log_path.open("wb")
         self._process = subprocess.Popen(
             [str(Path(sys.executable).parent / "airflow"), "standalone"],
@@ -121,17 +141,16 @@ class AirflowCluster:
 
     def _wait_until_healthy(self) -> None:
         deadline = time.monotonic() + self._startup_timeout
-        components = ("metadatabase", "scheduler", "triggerer", "dag_processor")
         status: dict = {}
         while time.monotonic() < deadline:
             assert self._process is not None
             if self._process.poll() is not None:
                 raise RuntimeError(f"airflow standalone exited with {self._process.returncode}:\n{self.log_tail()}")
             try:
-                status = httpx.get(f"{self.url}/api/v2/monitor/health", timeout=5).json()
+                status = httpx.get(f"{self.url}/{self.health_path}", timeout=5).json()
             except (httpx.HTTPError, ValueError):
                 status = {}
-            if all((status.get(name) or {}).get("status") == "healthy" for name in components):
+            if all((status.get(name) or {}).get("status") == "healthy" for name in self.components):
                 return
             time.sleep(1)
         raise TimeoutError(
@@ -147,27 +166,32 @@ class AirflowCluster:
         answer.raise_for_status()
         return answer.json()["access_token"]
 
-    def api(self, path: str) -> dict:
-        """GET ``/api/v2/{path}`` as the admin."""
-        answer = httpx.get(f"{self.url}/api/v2/{path}", headers={"Authorization": f"Bearer {self.token}"}, timeout=30)
+    def _request(self, method: str, path: str, body: dict | None = None) -> dict:
+        answer = httpx.request(
+            method,
+            f"{self.url}/{self.api_root}/{path}",
+            json=body,
+            headers={"Authorization": f"Bearer {self.token}"},
+            timeout=30,
+        )
         answer.raise_for_status()
         return answer.json()
+
+    def api(self, path: str) -> dict:
+        """GET ``{api_root}/{path}`` as the admin."""
+        return self._request("GET", path)
 
     def api_post(self, path: str, body: dict) -> dict:
-        """POST ``body`` to ``/api/v2/{path}`` as the admin."""
-        answer = httpx.post(
-            f"{self.url}/api/v2/{path}", json=body, headers={"Authorization": f"Bearer {self.token}"}, timeout=30
-        )
-        answer.raise_for_status()
-        return answer.json()
+        """POST ``body`` to ``{api_root}/{path}`` as the admin."""
+        return self._request("POST", path, body)
 
     def api_patch(self, path: str, body: dict) -> dict:
-        """PATCH ``/api/v2/{path}`` with ``body`` as the admin."""
-        answer = httpx.patch(
-            f"{self.url}/api/v2/{path}", json=body, headers={"Authorization": f"Bearer {self.token}"}, timeout=30
-        )
-        answer.raise_for_status()
-        return answer.json()
+        """PATCH ``{api_root}/{path}`` with ``body`` as the admin."""
+        return self._request("PATCH", path, body)
+
+    def trigger(self, dag_id: str) -> str:
+        """A manual run of ``dag_id`` now, through the REST API; returns its run id."""
+        return self.api_post(f"dags/{dag_id}/dagRuns", {"logical_date": None})["dag_run_id"]
 
     def wait_for_dag(self, dag_id: str, timeout: float = 120.0) -> None:
         """Wait until the dag-processor has parsed ``dag_id`` into the database."""
@@ -218,3 +242,57 @@ class AirflowCluster:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+class Airflow2Cluster(AirflowCluster):
+    """
+    ``airflow standalone`` of Airflow 2.11: the Flask web server, the scheduler and the triggerer.
+
+    Standalone picks the SequentialExecutor for SQLite and makes the Flask-AppBuilder user ``admin`` with
+    a random password, which it writes into the home; the REST API (``/api/v1``) takes that user by basic
+    auth, and the web UI's own calls (the connection form's Test button) by its session.
+    """
+
+    api_root = "api/v1"
+    health_path = "health"
+    components = ("metadatabase", "scheduler", "triggerer")
+
+    def server_settings(self) -> dict[str, str]:
+        return {
+            "AIRFLOW__WEBSERVER__WEB_SERVER_HOST": "127.0.0.1",
+            "AIRFLOW__WEBSERVER__WEB_SERVER_PORT": str(self.port),
+            "AIRFLOW__WEBSERVER__BASE_URL": self.url,
+            # One gunicorn worker is enough for one browser, and the machine is shared; on a loaded machine a
+            # worker can take longer than the default two minutes to boot.
+            "AIRFLOW__WEBSERVER__WORKERS": "1",
+            "AIRFLOW__WEBSERVER__WEB_SERVER_MASTER_TIMEOUT": "300",
+            "AIRFLOW__WEBSERVER__WARN_DEPLOYMENT_EXPOSURE": "False",
+            # Not the sixty example connections of other providers that 2.11 adds to a new database.
+            "AIRFLOW__DATABASE__LOAD_DEFAULT_CONNECTIONS": "False",
+            # The UI's own calls by its session (2.11's default backend, which its configuration check
+            # wants to find by this name), the tests' calls by basic auth.
+            "AIRFLOW__API__AUTH_BACKENDS": (
+                "airflow.api.auth.backend.session,airflow.providers.fab.auth_manager.api.auth.backend.basic_auth"
+            ),
+            # 2.11 warns on every start until its metrics use the unit that Airflow 3 made the default.
+            "AIRFLOW__METRICS__TIMER_UNIT_CONSISTENCY": "True",
+        }
+
+    def prepare_home(self) -> None:
+        """Nothing: standalone makes the admin itself."""
+
+    def start(self) -> Self:
+        super().start()
+        # Written before the web server starts, so there once the cluster is healthy.
+        self.password = (self.home / "standalone_admin_password.txt").read_text().strip()
+        return self
+
+    def _request(self, method: str, path: str, body: dict | None = None) -> dict:
+        answer = httpx.request(
+            method, f"{self.url}/{self.api_root}/{path}", json=body, auth=(ADMIN_USER, self.password), timeout=30
+        )
+        answer.raise_for_status()
+        return answer.json()
+
+    def trigger(self, dag_id: str) -> str:
+        return self.api_post(f"dags/{dag_id}/dagRuns", {})["dag_run_id"]

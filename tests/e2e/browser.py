@@ -49,6 +49,15 @@ def sign_in(page: Any, url: str, user: str, password: str) -> None:
     page.wait_for_url(f"{url}/")
 
 
+def sign_in_fab(page: Any, url: str, user: str, password: str) -> None:
+    """Airflow 2's sign-in form (Flask-AppBuilder's database users)."""
+    page.goto(f"{url}/login/")
+    page.get_by_label("Username").fill(user)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign In").click()
+    page.wait_for_url(f"{url}/home")
+
+
 def pick_datetime(page: Any, dialog: Any, index: int, date: str, time: str) -> None:
     """
     Fill the ``index``-th date-time picker of ``dialog`` (a popover with a date and a time field).

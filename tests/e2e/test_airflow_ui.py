@@ -23,6 +23,7 @@ from airflow_provider_orchestrator_audit.compat import AIRFLOW_V_3_1_PLUS, AIRFL
 from airflow_provider_orchestrator_audit.testing import AuditDataset, LocalOrchestratorServer
 from tests.e2e.airflow_cluster import ADMIN_USER, AirflowCluster
 from tests.e2e.browser import CHROMIUM_ARGS, chromium_path, pick_datetime, screenshot, sign_in
+from tests.e2e.scenarios import EXTRA_LABELS, FORM_LABELS, check_the_sensor_defers_and_resumes, write_sensor_dag
 from tests.integration.test_export import canonical, expected_lines, read_objects
 
 pytestmark = pytest.mark.timeout(900)
@@ -30,11 +31,11 @@ pytestmark = pytest.mark.timeout(900)
 EXAMPLE_DAG = Path(__file__).resolve().parents[2] / "example_dags" / "example_orchestrator_audit_to_s3.py"
 DAG_ID = "example_orchestrator_audit_to_s3"
 CONN_ID = "orchestrator_audit_default"
+# The deferred sensor's connection, set in the environment as deployments often do.
+SENSOR_CONN_ID = "orchestrator_audit_sensor"
 # Four hours of entries from 2026-01-01T00:00Z (3,600 an hour), ties and unicode included.
 HOURS = 4
 CLIENT_SECRET = f"ui-secret-{uuid.uuid4().hex}"
-FORM_LABELS = ("Base URL", "Port", "Client ID", "Client secret")
-EXTRA_LABELS = ("Organization", "Scope", "Token URL", "Personal access token", "Verify TLS", "Timeout (seconds)")
 
 
 @pytest.fixture(scope="module")
@@ -51,21 +52,6 @@ def export_bucket(s3_server) -> str:
     return name
 
 
-SENSOR_DAG_ID = "orchestrator_audit_deferred_sensor"
-SENSOR_CONN_ID = "orchestrator_audit_sensor"
-SENSOR_DAG = f"""
-from datetime import datetime, timezone
-
-from airflow_provider_orchestrator_audit.compat import DAG
-from airflow_provider_orchestrator_audit.sensors.audit_logs import AuditLogsTotalCountSensor
-
-with DAG(dag_id={SENSOR_DAG_ID!r}, schedule=None, start_date=datetime(2026, 1, 1, tzinfo=timezone.utc)) as dag:
-    AuditLogsTotalCountSensor(
-        task_id="wait", orchestrator_conn_id={SENSOR_CONN_ID!r}, deferrable=True, poke_interval=1, timeout=300
-    )
-"""
-
-
 @pytest.fixture(scope="module")
 def airflow(orchestrator, s3_server, export_bucket, tmp_path_factory) -> Iterator[AirflowCluster]:
     env = {
@@ -73,8 +59,7 @@ def airflow(orchestrator, s3_server, export_bucket, tmp_path_factory) -> Iterato
         f"AIRFLOW_CONN_{SENSOR_CONN_ID.upper()}": json.dumps(orchestrator.airflow_connection()),
         "AIRFLOW_VAR_ORCHESTRATOR_AUDIT_BUCKET": export_bucket,
     }
-    sensor_dag = tmp_path_factory.mktemp("dags") / f"{SENSOR_DAG_ID}.py"
-    sensor_dag.write_text(SENSOR_DAG)
+    sensor_dag = write_sensor_dag(tmp_path_factory.mktemp("dags"), SENSOR_CONN_ID)
     cluster = AirflowCluster([EXAMPLE_DAG, sensor_dag], env)
     with cluster:
         cluster.wait_for_dag(DAG_ID)
@@ -366,29 +351,4 @@ def test_trigger_with_a_window_in_the_params_exports_exactly_that_window(
 
 def test_a_deferred_sensor_waits_in_the_triggerer_and_resumes_the_task(airflow, orchestrator):
     """The sensor defers, its trigger polls in the triggerer, and new entries resume the task on a worker."""
-    airflow.wait_for_dag(SENSOR_DAG_ID)
-    airflow.api_patch(f"dags/{SENSOR_DAG_ID}", {"is_paused": False})
-    baseline = orchestrator.dataset.total_count
-    run_id = airflow.api_post(f"dags/{SENSOR_DAG_ID}/dagRuns", {"logical_date": None})["dag_run_id"]
-    task = f"dags/{SENSOR_DAG_ID}/dagRuns/{run_id}/taskInstances/wait"
-
-    deadline = time.monotonic() + 180
-    while airflow.api(task)["state"] != "deferred":
-        assert airflow.api(task)["state"] not in ("failed", "upstream_failed"), airflow.log_tail(120)
-        assert time.monotonic() < deadline, f"the sensor never deferred: {airflow.api(task)}"
-        time.sleep(1)
-    polls = orchestrator.stats.audit_requests
-    deadline = time.monotonic() + 60
-    while orchestrator.stats.audit_requests < polls + 2:  # the trigger polls while the task is deferred
-        assert time.monotonic() < deadline, "the trigger did not poll"
-        time.sleep(0.5)
-    assert airflow.api(task)["state"] == "deferred"
-
-    orchestrator.dataset.append(3)
-    deadline = time.monotonic() + 180
-    while (state := airflow.api(task)["state"]) != "success":
-        assert state not in ("failed", "upstream_failed"), airflow.log_tail(120)
-        assert time.monotonic() < deadline, f"the task did not resume: {state}"
-        time.sleep(1)
-    xcom = airflow.api(f"{task}/xcomEntries/return_value")
-    assert int(xcom["value"]) == baseline + 3
+    check_the_sensor_defers_and_resumes(airflow, orchestrator)
