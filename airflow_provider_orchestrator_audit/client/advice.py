@@ -63,16 +63,24 @@ def token_answer_advice(settings: ConnectionSettings) -> str:
     )
 
 
-def token_refused(settings: ConnectionSettings, reply: httpx.Response) -> OrchestratorAuthError:
-    """The error for a token request the identity server refused (400 or 401 with an OAuth error code)."""
+def token_refused(
+    settings: ConnectionSettings, reply: httpx.Response, scope: str | None = None
+) -> OrchestratorAuthError:
+    """
+    The error for a token request the identity server refused (400 or 401 with an OAuth error code).
+
+    :param scope: the scopes asked for; the connection's when None.
+    """
+    scope = scope or settings.scope
     code, description = _oauth_error(reply)
     where = f"the identity server at {settings.token_url}"
     if code == "invalid_client":
         advice = "check the connection's Login (client id) and Password (client secret) of the external application"
     elif code == "invalid_scope":
+        wanted = "OR.Audit.Read (or OR.Audit)" if scope.startswith("OR.") else "PM.Audit.Read (or PM.Audit)"
         advice = (
-            f"the external application is not allowed scope {settings.scope!r}: add the Orchestrator API "
-            "scope PM.Audit.Read (or PM.Audit) to it, or change the connection's extra 'scope'"
+            f"the external application is not allowed scope {scope!r}: add the Orchestrator API "
+            f"scope {wanted} to it, or change the connection's extra 'scope'"
         )
     elif code == "unauthorized_client":
         advice = "the external application may not use the client-credentials grant; make it a confidential application"

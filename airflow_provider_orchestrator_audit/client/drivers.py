@@ -20,11 +20,13 @@ from airflow_provider_orchestrator_audit.client.exchanges import (
     fetch_audit_page,
     request_token,
 )
+from airflow_provider_orchestrator_audit.client.odata import OdataQuery, fetch_orchestrator_page
 from airflow_provider_orchestrator_audit.client.retry import RetryPolicy
 from airflow_provider_orchestrator_audit.client.settings import ConnectionSettings
 from airflow_provider_orchestrator_audit.client.tokens import TokenCache
 from airflow_provider_orchestrator_audit.event_models import AuditEventsPage
 from airflow_provider_orchestrator_audit.models import AuditLogPage
+from airflow_provider_orchestrator_audit.orchestrator_models import OrchestratorAuditPage
 from airflow_provider_orchestrator_audit.validation import checked_int
 
 __all__ = ["AsyncOrchestratorAuditClient", "OrchestratorAuditClient"]
@@ -68,7 +70,8 @@ class OrchestratorAuditClient:
         self._http = httpx.Client(
             verify=settings.verify, timeout=_timeout(settings), limits=_limits(max_connections), transport=transport
         )
-        self._tokens = TokenCache()
+        # One cached token per scope set: the platform sources and Orchestrator's own audit log need different ones.
+        self._tokens: dict[str, TokenCache] = {}
         # One lock around "read cache, else request a token": concurrent callers share one token request.
         self._token_lock = threading.Lock()
         # After a 429 no request of this client goes out before this moment (time.monotonic()).
@@ -81,6 +84,10 @@ class OrchestratorAuditClient:
     def fetch_events(self, query: EventsQuery) -> AuditEventsPage:
         """The page of unified audit events ``query`` asks for, retried as the client's policy allows."""
         return self._run(fetch_events_page(self.settings, self.retry_policy, query))
+
+    def fetch_orchestrator(self, query: OdataQuery) -> OrchestratorAuditPage:
+        """The page of Orchestrator's own audit log ``query`` asks for, retried as the client's policy allows."""
+        return self._run(fetch_orchestrator_page(self.settings, self.retry_policy, query))
 
     def access_token(self) -> str:
         """The bearer token the next request will carry (the personal access token in PAT mode)."""
@@ -117,16 +124,18 @@ class OrchestratorAuditClient:
                 time.sleep(step.seconds)
                 reply = None
             elif isinstance(step, NeedToken):
-                reply = self._bearer(step.rejected)
+                reply = self._bearer(step.rejected, step.scope)
 
-    def _bearer(self, rejected: str | None) -> str:
+    def _bearer(self, rejected: str | None, scope: str | None = None) -> str:
+        scope = scope or self.settings.scope
         with self._token_lock:
-            token = self._tokens.get(unless=rejected)
+            cache = self._tokens.setdefault(scope, TokenCache())
+            token = cache.get(unless=rejected)
             if token is None:
-                grant = self._run(request_token(self.settings, self.retry_policy))
+                grant = self._run(request_token(self.settings, self.retry_policy, scope))
                 if self._on_new_secret:
                     self._on_new_secret(grant.access_token)
-                self._tokens.store(grant.access_token, grant.expires_in)
+                cache.store(grant.access_token, grant.expires_in)
                 token = grant.access_token
             return token
 
@@ -153,7 +162,7 @@ class AsyncOrchestratorAuditClient:
         self._http = httpx.AsyncClient(
             verify=settings.verify, timeout=_timeout(settings), limits=_limits(max_connections), transport=transport
         )
-        self._tokens = TokenCache()
+        self._tokens: dict[str, TokenCache] = {}  # per scope set, as in the synchronous client
         self._token_lock: asyncio.Lock | None = None
         self._resume_at = 0.0  # as in the synchronous client: after a 429, everyone waits
 
@@ -164,6 +173,10 @@ class AsyncOrchestratorAuditClient:
     async def fetch_events(self, query: EventsQuery) -> AuditEventsPage:
         """The page of unified audit events ``query`` asks for, retried as the client's policy allows."""
         return await self._run(fetch_events_page(self.settings, self.retry_policy, query))
+
+    async def fetch_orchestrator(self, query: OdataQuery) -> OrchestratorAuditPage:
+        """The page of Orchestrator's own audit log ``query`` asks for, retried as the client's policy allows."""
+        return await self._run(fetch_orchestrator_page(self.settings, self.retry_policy, query))
 
     async def access_token(self) -> str:
         """The bearer token the next request will carry (the personal access token in PAT mode)."""
@@ -200,19 +213,21 @@ class AsyncOrchestratorAuditClient:
                 await asyncio.sleep(step.seconds)
                 reply = None
             elif isinstance(step, NeedToken):
-                reply = await self._bearer(step.rejected)
+                reply = await self._bearer(step.rejected, step.scope)
 
-    async def _bearer(self, rejected: str | None) -> str:
+    async def _bearer(self, rejected: str | None, scope: str | None = None) -> str:
+        scope = scope or self.settings.scope
         if self._token_lock is None:  # created lazily: it must belong to the running event loop
             self._token_lock = asyncio.Lock()
         async with self._token_lock:
-            token = self._tokens.get(unless=rejected)
+            cache = self._tokens.setdefault(scope, TokenCache())
+            token = cache.get(unless=rejected)
             if token is None:
-                grant = await self._run(request_token(self.settings, self.retry_policy))
+                grant = await self._run(request_token(self.settings, self.retry_policy, scope))
                 if self._on_new_secret:
                     result = self._on_new_secret(grant.access_token)
                     if isinstance(result, Awaitable):
                         await result
-                self._tokens.store(grant.access_token, grant.expires_in)
+                cache.store(grant.access_token, grant.expires_in)
                 token = grant.access_token
             return token

@@ -86,9 +86,12 @@ class NeedToken:
     Provide a bearer token from the client's cache, fetching a new one if needed; the reply is the token.
 
     :param rejected: a token the server just refused with 401; never hand it out again.
+    :param scope: the scopes the token must carry (tokens are cached per scope set); None for the
+        connection's :attr:`~.settings.ConnectionSettings.scope`.
     """
 
     rejected: str | None = None
+    scope: str | None = None
 
 
 Step = Send | Sleep | NeedToken
@@ -125,11 +128,12 @@ class AuditLogQuery:
         return {key: value for key, value in pairs.items() if value is not None}
 
 
-def request_token(settings: ConnectionSettings, policy: RetryPolicy) -> Exchange[TokenGrant]:
-    """Ask the identity server for an access token with the client-credentials grant."""
+def request_token(settings: ConnectionSettings, policy: RetryPolicy, scope: str | None = None) -> Exchange[TokenGrant]:
+    """Ask the identity server for an access token with the client-credentials grant (``scope``: the connection's)."""
     retries = _Retries(settings, f"POST {settings.token_url}", policy.start())
+    scope = scope or settings.scope
     while True:
-        reply = yield Send(_token_request(settings))
+        reply = yield Send(_token_request(settings, scope))
         if isinstance(reply, httpx.TransportError):
             yield from retries.wait_or_fail(_transport_problem(reply))
             continue
@@ -150,7 +154,7 @@ def request_token(settings: ConnectionSettings, policy: RetryPolicy) -> Exchange
         if reply.status_code in RETRYABLE_STATUSES:
             yield from retries.wait_as_asked(reply)
             continue
-        raise token_refused(settings, reply)
+        raise token_refused(settings, reply, scope)
 
 
 def fetch_audit_page(settings: ConnectionSettings, policy: RetryPolicy, query: AuditLogQuery) -> Exchange[AuditLogPage]:
@@ -192,12 +196,12 @@ def fetch_audit_page(settings: ConnectionSettings, policy: RetryPolicy, query: A
         )
 
 
-def _token_request(settings: ConnectionSettings) -> httpx.Request:
+def _token_request(settings: ConnectionSettings, scope: str) -> httpx.Request:
     form = {
         "grant_type": "client_credentials",
         "client_id": settings.client_id or "",
         "client_secret": settings.client_secret or "",
-        "scope": settings.scope,
+        "scope": scope,
     }
     return httpx.Request(
         "POST", settings.token_url, data=form, headers={"Accept": "application/json", "User-Agent": _USER_AGENT}

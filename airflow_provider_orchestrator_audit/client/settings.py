@@ -12,10 +12,13 @@ from airflow_provider_orchestrator_audit.exceptions import OrchestratorConfigErr
 if TYPE_CHECKING:
     from airflow.sdk import Connection
 
-__all__ = ["CONN_TYPE", "DEFAULT_SCOPE", "DEFAULT_TIMEOUT", "ConnectionSettings"]
+__all__ = ["CONN_TYPE", "DEFAULT_SCOPE", "DEFAULT_TIMEOUT", "ORCHESTRATOR_SCOPE", "ConnectionSettings"]
 
 CONN_TYPE = "orchestrator_audit"
+#: The scope of the platform's audit APIs (the classic audit log and the unified audit events).
 DEFAULT_SCOPE = "PM.Audit.Read"
+#: The scope of Orchestrator's own audit log (``odata/AuditLogs``).
+ORCHESTRATOR_SCOPE = "OR.Audit.Read"
 DEFAULT_TIMEOUT = 60.0
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -32,11 +35,15 @@ class ConnectionSettings:
     :param client_id: the external application's client id (OAuth2 client credentials).
     :param client_secret: its client secret.
     :param access_token: a personal access token; when set, no token request is made.
-    :param scope: the scopes asked for, space separated.
+    :param scope: the scopes asked for when the connection pins them (extra ``scope``), space separated;
+        else :data:`DEFAULT_SCOPE`, and each source asks for its own (see :meth:`scope_for`).
     :param token_url: the identity server's token endpoint.
     :param verify: verify TLS certificates (bool) or the path of a CA bundle.
     :param timeout: seconds for connecting and for each read.
     :param tenant: the default tenant (extra ``tenant``) for tenant-level audit events.
+    :param scope_pinned: the connection's extra ``scope`` is set: every request asks for exactly it.
+    :param orchestrator_url: a standalone Orchestrator's URL (extra ``orchestrator_url``): its audit log is
+        ``{orchestrator_url}/odata/AuditLogs``, with no ``{org}/{tenant}/orchestrator_`` prefix.
     """
 
     conn_id: str
@@ -50,10 +57,22 @@ class ConnectionSettings:
     verify: bool | str = True
     timeout: float = DEFAULT_TIMEOUT
     tenant: str | None = None
+    scope_pinned: bool = False
+    orchestrator_url: str | None = None
 
     def __post_init__(self) -> None:
         if not self.token_url:
-            object.__setattr__(self, "token_url", f"{self.base_url}/identity_/connect/token")
+            # A standalone Orchestrator's identity server is at /identity, without the underscore.
+            default = (
+                f"{self.orchestrator_url}/identity/connect/token"
+                if self.orchestrator_url
+                else f"{self.base_url}/identity_/connect/token"
+            )
+            object.__setattr__(self, "token_url", default)
+
+    def scope_for(self, required: str) -> str:
+        """The scopes a token for a source that needs ``required`` asks for: the pinned ones, else ``required``."""
+        return self.scope if self.scope_pinned else required
 
     @property
     def uses_personal_access_token(self) -> bool:
@@ -83,8 +102,9 @@ class ConnectionSettings:
             return OrchestratorConfigError(f"Connection {conn_id!r}: {text}")
 
         extra = _extra_dict(conn, problem)
-        base_url = _base_url(conn, problem)
-        organization = _organization(extra, problem)
+        orchestrator_url = _orchestrator_url(extra, problem)
+        base_url = _base_url(conn, problem, orchestrator_url)
+        organization = _organization(extra, problem, orchestrator_url)
         access_token = _extra_value(extra, "access_token") or None
         client_id = conn.login or None
         client_secret = conn.password or None
@@ -93,6 +113,7 @@ class ConnectionSettings:
                 "no credentials: set Login/Password to the external application's client id and client "
                 "secret, or set extra 'access_token' to a personal access token"
             )
+        pinned_scope = str(_extra_value(extra, "scope") or "").strip()
         return cls(
             conn_id=conn_id,
             base_url=base_url,
@@ -100,11 +121,13 @@ class ConnectionSettings:
             client_id=client_id,
             client_secret=client_secret,
             access_token=access_token,
-            scope=(_extra_value(extra, "scope") or DEFAULT_SCOPE).strip(),
+            scope=pinned_scope or DEFAULT_SCOPE,
             token_url=_token_url(extra, problem),
             verify=_verify(_extra_value(extra, "verify")),
             timeout=_timeout(_extra_value(extra, "timeout"), problem),
             tenant=str(_extra_value(extra, "tenant") or "").strip().strip("/") or None,
+            scope_pinned=bool(pinned_scope),
+            orchestrator_url=orchestrator_url,
         )
 
 
@@ -133,8 +156,24 @@ def _extra_value(extra: dict[str, Any], name: str) -> Any:
     return None if value == "" else value
 
 
-def _organization(extra: dict[str, Any], problem: Any) -> str:
-    organization = (_extra_value(extra, "organization") or "").strip().strip("/")
+def _orchestrator_url(extra: dict[str, Any], problem: Any) -> str | None:
+    url = str(_extra_value(extra, "orchestrator_url") or "").strip().rstrip("/")
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise problem(
+            f"extra 'orchestrator_url' must be the http(s) URL of a standalone Orchestrator, e.g. "
+            f"https://orchestrator.example.com, got {url!r}"
+        )
+    return url
+
+
+def _organization(extra: dict[str, Any], problem: Any, orchestrator_url: str | None = None) -> str:
+    organization = str(_extra_value(extra, "organization") or "").strip().strip("/")
+    if not organization and orchestrator_url:
+        # A standalone Orchestrator has no organization in its URLs; its host names it in the export's keys.
+        organization = urlsplit(orchestrator_url).hostname or ""
     if not organization:
         raise problem(
             "extra 'organization' is required: the organization name that follows the host in your "
@@ -150,8 +189,8 @@ def _token_url(extra: dict[str, Any], problem: Any) -> str:
     return str(token_url)
 
 
-def _base_url(conn: Connection, problem: Any) -> str:
-    host = (conn.host or "").strip().rstrip("/")
+def _base_url(conn: Connection, problem: Any, orchestrator_url: str | None = None) -> str:
+    host = (conn.host or "").strip().rstrip("/") or (orchestrator_url or "")
     if not host:
         raise problem("Host is empty: set it to your Orchestrator base URL, e.g. https://cloud.uipath.com")
     if "://" not in host:

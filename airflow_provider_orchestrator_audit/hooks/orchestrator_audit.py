@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from airflow_provider_orchestrator_audit.event_models import AuditEventsPage, EventLevel
+    from airflow_provider_orchestrator_audit.orchestrator_models import OrchestratorAuditPage
 
 __all__ = ["TEST_CONNECTION_RETRY_POLICY", "OrchestratorAuditAsyncHook", "OrchestratorAuditHook"]
 
@@ -178,6 +179,51 @@ class OrchestratorAuditHook(_OrchestratorAuditHookBase):
         query = EventsQuery(level, tenant or self.settings.tenant, from_, to, max_count, cursor)
         return self.client.fetch_events(query)
 
+    def get_orchestrator_audit_logs(
+        self,
+        tenant: str | None = None,
+        *,
+        time_from: str | None = None,
+        time_to: str | None = None,
+        after_id: int | None = None,
+        top: int | None = None,
+        skip: int | None = None,
+        count: bool = False,
+        expand_entities: bool = False,
+        orderby: str = "Id asc",
+    ) -> OrchestratorAuditPage:
+        """
+        One page of Orchestrator's own audit log: ``GET {host}/{organization}/{tenant}/orchestrator_/odata/AuditLogs``,
+        or ``{orchestrator_url}/odata/AuditLogs`` for a standalone Orchestrator. The token asks for
+        ``OR.Audit.Read`` (unless the connection pins its scope) and is cached apart from the platform's.
+
+        Paging by ``Id`` reads a time range without offsets that shift under new entries::
+
+            page = hook.get_orchestrator_audit_logs("DefaultTenant", time_from="2026-01-31T13:00:00Z",
+                                                   time_to="2026-01-31T14:00:00Z", top=1000, count=True)
+            while page.entries:
+                for entry in page.entries:
+                    entry.entry_id, entry.execution_time, entry.raw["Action"]
+                page = hook.get_orchestrator_audit_logs("DefaultTenant", time_from=..., time_to=...,
+                                                       after_id=page.entries[-1].entry_id, top=1000)
+
+        :param tenant: the tenant (as in the URL); default: the connection's extra ``tenant``.
+        :param time_from: ``ExecutionTime ge`` this OData DateTimeOffset literal, e.g. ``2026-01-31T13:00:00Z``.
+        :param time_to: ``ExecutionTime lt`` this literal.
+        :param after_id: ``Id gt`` this.
+        :param top: ``$top``, at most 1000.
+        :param skip: ``$skip``.
+        :param count: ask for ``@odata.count`` (``page.count``).
+        :param expand_entities: ``$expand=Entities``: each entry's changed entities in the same answer.
+        :param orderby: ``$orderby``.
+        """
+        from airflow_provider_orchestrator_audit.client.odata import OdataQuery
+
+        query = OdataQuery(
+            tenant or self.settings.tenant, time_from, time_to, after_id, top, skip, count, expand_entities, orderby
+        )
+        return self.client.fetch_orchestrator(query)
+
     def test_connection(self) -> tuple[bool, str]:
         """
         Get a token and one audit entry; used by the Test button of the connection form.
@@ -284,6 +330,28 @@ class OrchestratorAuditAsyncHook(_OrchestratorAuditHookBase):
         client = await self.get_client()
         query = EventsQuery(level, tenant or client.settings.tenant, from_, to, max_count, cursor)
         return await client.fetch_events(query)
+
+    async def get_orchestrator_audit_logs(
+        self,
+        tenant: str | None = None,
+        *,
+        time_from: str | None = None,
+        time_to: str | None = None,
+        after_id: int | None = None,
+        top: int | None = None,
+        skip: int | None = None,
+        count: bool = False,
+        expand_entities: bool = False,
+        orderby: str = "Id asc",
+    ) -> OrchestratorAuditPage:
+        """One page of Orchestrator's own audit log; the parameters are those of the synchronous hook's."""
+        from airflow_provider_orchestrator_audit.client.odata import OdataQuery
+
+        client = await self.get_client()
+        query = OdataQuery(
+            tenant or client.settings.tenant, time_from, time_to, after_id, top, skip, count, expand_entities, orderby
+        )
+        return await client.fetch_orchestrator(query)
 
     async def aclose(self) -> None:
         """Close the HTTP connections."""

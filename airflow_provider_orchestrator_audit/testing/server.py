@@ -4,7 +4,10 @@ A local stand-in for Orchestrator's audit API and identity server, for tests, de
 It serves ``GET /{org}/audit_/api/auditlogs`` from an :class:`~.dataset.AuditDataset`, the unified audit
 events ``GET /{org}/orgaudit_/api/query/events`` and ``GET /{org}/{tenant}/tenantaudit_/api/query/events``
 from an :class:`~.events_dataset.EventsDataset` (answered by :class:`~.events_dataset.EventListing`,
-whose switches cover the events API's unknowns), and issues
+whose switches cover the events API's unknowns), Orchestrator's own audit log
+``GET /{org}/{tenant}/orchestrator_/odata/AuditLogs`` (and a standalone Orchestrator's ``GET /odata/AuditLogs``)
+from an :class:`~.orchestrator_dataset.OrchestratorDataset` (answered by
+:class:`~.orchestrator_dataset.OdataListing`), and issues
 client-credentials tokens at the identity server's token endpoints, over real HTTP/1.1 sockets with
 keep-alive. Everything the real service leaves undocumented is a knob here: page-size caps, latency,
 data arriving and expiring while a client pages, token expiry, throttling and broken responses
@@ -52,12 +55,19 @@ from airflow_provider_orchestrator_audit.testing.events_dataset import (
     ListingSwitches,
 )
 from airflow_provider_orchestrator_audit.testing.faults import MUTATING_KINDS, Endpoint, Fault, FaultSchedule
+from airflow_provider_orchestrator_audit.testing.orchestrator_dataset import (
+    OdataListing,
+    OdataSwitches,
+    OrchestratorDataset,
+)
 from airflow_provider_orchestrator_audit.timestamps import TICKS_PER_SECOND
 
-__all__ = ["AUDIT_SCOPES", "AuditRequest", "LocalOrchestratorServer", "ServerStats"]
+__all__ = ["AUDIT_SCOPES", "ORCHESTRATOR_SCOPES", "AuditRequest", "LocalOrchestratorServer", "ServerStats"]
 
-#: Either scope lets a token read the audit log.
+#: Either scope lets a token read the audit log and the audit events.
 AUDIT_SCOPES: frozenset[str] = frozenset({"PM.Audit.Read", "PM.Audit"})
+#: Either scope lets a token read Orchestrator's own audit log (``odata/AuditLogs``).
+ORCHESTRATOR_SCOPES: frozenset[str] = frozenset({"OR.Audit.Read", "OR.Audit"})
 
 _JSON = "application/json; charset=utf-8"
 _PROBLEM_JSON = "application/problem+json; charset=utf-8"
@@ -455,7 +465,8 @@ class LocalOrchestratorServer:
     :param client_id: the external application's client id accepted at the token endpoint.
     :param client_secret: its client secret.
     :param personal_access_tokens: tokens accepted as bearer tokens without a token request.
-    :param granted_scopes: the scopes the client may ask for; the audit log needs PM.Audit.Read or PM.Audit.
+    :param granted_scopes: the scopes the client may ask for; the audit log and the events need PM.Audit.Read
+        or PM.Audit, Orchestrator's own audit log OR.Audit.Read or OR.Audit.
     :param token_lifetime_seconds: ``expires_in`` of issued tokens, and when they stop working.
     :param latency_seconds: delay before each audit answer (slept in the request's own thread).
     :param page_size_cap: the most entries one audit page holds, whatever ``top`` says; None for no cap.
@@ -482,7 +493,17 @@ class LocalOrchestratorServer:
     :param event_late_per_request: events recorded late in the queried stream before each events page,
         ``event_late_min_lag_seconds`` to ``event_late_max_lag_seconds`` below its newest event.
 
-    The fault schedule's ``"audit"`` queue applies to the events endpoints too.
+    :param orchestrator_audit: Orchestrator's own audit logs per tenant, served at ``odata/AuditLogs``; a small
+        default :class:`OrchestratorDataset` when None.
+    :param odata_switches: how that listing answers the API's unknowns (see :class:`OdataSwitches`; also
+        reachable as ``server.odata_listing.switches`` while it runs).
+    :param odata_arrivals_per_request: entries recorded at the newest end of the queried tenant's log before
+        each ``odata/AuditLogs`` page.
+    :param odata_late_per_request: entries recorded late (``ExecutionTime`` ``odata_late_lag_seconds`` below
+        the newest, a new Id) before each such page.
+    :param standalone_tenant: the tenant a standalone Orchestrator's ``/odata/AuditLogs`` serves.
+
+    The fault schedule's ``"audit"`` queue applies to the events and OData endpoints too.
     """
 
     def __init__(
@@ -495,7 +516,7 @@ class LocalOrchestratorServer:
         client_id: str = "local-client",
         client_secret: str = "local-secret",
         personal_access_tokens: Iterable[str] = ("local-pat",),
-        granted_scopes: Iterable[str] = ("PM.Audit.Read", "PM.Audit"),
+        granted_scopes: Iterable[str] = ("PM.Audit.Read", "PM.Audit", "OR.Audit.Read", "OR.Audit"),
         token_lifetime_seconds: float = 3600,
         latency_seconds: float = 0.0,
         page_size_cap: int | None = None,
@@ -517,6 +538,12 @@ class LocalOrchestratorServer:
         event_late_per_request: int = 0,
         event_late_min_lag_seconds: float = 0.0,
         event_late_max_lag_seconds: float = 3600.0,
+        orchestrator_audit: OrchestratorDataset | None = None,
+        odata_switches: OdataSwitches | None = None,
+        odata_arrivals_per_request: int = 0,
+        odata_late_per_request: int = 0,
+        odata_late_lag_seconds: float = 1800.0,
+        standalone_tenant: str = "DefaultTenant",
     ) -> None:
         if page_size_cap is not None and page_size_cap < 1:
             raise ValueError(f"page_size_cap must be >= 1 or None, got {page_size_cap}")
@@ -548,10 +575,19 @@ class LocalOrchestratorServer:
         self.event_late_per_request = event_late_per_request
         self.event_late_min_lag_seconds = event_late_min_lag_seconds
         self.event_late_max_lag_seconds = event_late_max_lag_seconds
+        self.odata_listing = OdataListing(
+            orchestrator_audit if orchestrator_audit is not None else OrchestratorDataset(size=1000, seed=seed),
+            odata_switches,
+        )
+        self.odata_arrivals_per_request = odata_arrivals_per_request
+        self.odata_late_per_request = odata_late_per_request
+        self.odata_late_lag_seconds = odata_late_lag_seconds
+        self.standalone_tenant = standalone_tenant
         self.stats = ServerStats()
         self._requested_port = port
         self._tokens: dict[str, tuple[float, frozenset[str]]] = {}
         self._issued_tokens: list[str] = []
+        self._token_scopes: list[str] = []
         self._tokens_lock = threading.Lock()
         # Numbers requests for their random tie order; unlike the stats it is never reset.
         self._serial = itertools.count(1)
@@ -640,6 +676,17 @@ class LocalOrchestratorServer:
         return self.url + self.event_listing.path(tenant or ORGANIZATION_STREAM)
 
     @property
+    def orchestrator_audit(self) -> OrchestratorDataset:
+        """Orchestrator's own audit logs served at ``odata/AuditLogs``."""
+        return self.odata_listing.dataset
+
+    def orchestrator_audit_url(self, tenant: str | None = None) -> str:
+        """Orchestrator's audit log of a tenant (Automation Cloud's form), or the standalone form when None."""
+        if tenant is None:
+            return f"{self.url}/odata/AuditLogs"
+        return f"{self.url}/{self.organization}/{tenant}/orchestrator_/odata/AuditLogs"
+
+    @property
     def token_url(self) -> str:
         """The token endpoint's full URL (``/identity_/connect/token``)."""
         return f"{self.url}/identity_/connect/token"
@@ -651,6 +698,13 @@ class LocalOrchestratorServer:
         self.stats.reset()
         with self._tokens_lock:
             self._issued_tokens.clear()
+            self._token_scopes.clear()
+
+    @property
+    def token_scopes(self) -> tuple[str, ...]:
+        """The ``scope`` of every granted token request since the server started or :meth:`reset_stats`, in order."""
+        with self._tokens_lock:
+            return tuple(self._token_scopes)
 
     @property
     def issued_tokens(self) -> tuple[str, ...]:
@@ -686,7 +740,12 @@ class LocalOrchestratorServer:
         return token
 
     def airflow_connection(
-        self, conn_type: str = "orchestrator_audit", *, personal_access_token: bool = False, tenant: str | None = None
+        self,
+        conn_type: str = "orchestrator_audit",
+        *,
+        personal_access_token: bool = False,
+        tenant: str | None = None,
+        standalone: bool = False,
     ) -> dict[str, Any]:
         """
         An Airflow connection for this server, as the JSON of an ``AIRFLOW_CONN_...`` variable.
@@ -695,9 +754,15 @@ class LocalOrchestratorServer:
         :param tenant: the connection's ``tenant`` extra, for tenant-level audit events.
         :param personal_access_token: authenticate with the first personal access token instead of
             the client credentials.
+        :param standalone: address the server as a standalone Orchestrator: extra ``orchestrator_url`` only,
+            no Host, no organization (its audit log is ``/odata/AuditLogs``, its tokens ``/identity/connect/token``).
         """
-        connection: dict[str, Any] = {"conn_type": conn_type, "host": self.url}
-        extra: dict[str, Any] = {"organization": self.organization}
+        if standalone:
+            connection: dict[str, Any] = {"conn_type": conn_type}
+            extra: dict[str, Any] = {"orchestrator_url": self.url}
+        else:
+            connection = {"conn_type": conn_type, "host": self.url}
+            extra = {"organization": self.organization}
         if tenant is not None:
             extra["tenant"] = tenant
         if personal_access_token:
@@ -751,6 +816,15 @@ class LocalOrchestratorServer:
                 return reply
             stream = ORGANIZATION_STREAM if len(segments) == 5 else segments[1]
             return self._events(segments[0], stream, path, query, headers)
+        standalone = lowered == ["odata", "auditlogs"]
+        if standalone or (len(segments) == 5 and lowered[2:] == ["orchestrator_", "odata", "auditlogs"]):
+            if method != "GET":
+                reply = _problem(405, "Method Not Allowed", "the audit log endpoint takes GET")
+                reply.headers.append(("Allow", "GET"))
+                return reply
+            if standalone:
+                return self._odata(None, self.standalone_tenant, path, query, headers)
+            return self._odata(segments[0], segments[1], path, query, headers)
         return _problem(404, "Not Found", f"no such endpoint: {method} {path}")
 
     def _fault_reply(self, fault: Fault, endpoint: Endpoint) -> _Reply:
@@ -842,6 +916,9 @@ class LocalOrchestratorServer:
             return _oauth_error("invalid_scope", f"the client may not request scope(s) {' '.join(refused)}")
         lifetime = self.token_lifetime_seconds
         token = self.issue_token(requested, lifetime)
+        with self._tokens_lock:
+            if len(self._token_scopes) < 100_000:
+                self._token_scopes.append(form.get("scope", ""))
         return _json_reply(
             200,
             {
@@ -884,7 +961,7 @@ class LocalOrchestratorServer:
                 reply = _Reply(200, self._damage(damage, page))
         return reply
 
-    def _authorize(self, headers: Message) -> _Reply | None:
+    def _authorize(self, headers: Message, scopes: frozenset[str] = AUDIT_SCOPES) -> _Reply | None:
         value = headers.get("Authorization") or ""
         scheme, _, token = value.strip().partition(" ")
         token = token.strip()
@@ -896,15 +973,17 @@ class LocalOrchestratorServer:
             grant = self._tokens.get(token)
         if grant is None:
             return _bearer_challenge(401, "invalid_token", "the access token is unknown or was revoked")
-        expires, scopes = grant
+        expires = grant[0]
         if time.monotonic() >= expires:
             return _bearer_challenge(401, "invalid_token", "the access token expired")
-        if not scopes & AUDIT_SCOPES:
+        granted = grant[1]
+        if not granted & scopes:
+            needed = min(scopes, key=len), max(scopes, key=len)  # e.g. PM.Audit.Read (or PM.Audit)
             return _bearer_challenge(
                 403,
                 "insufficient_scope",
-                "the access token lacks scope PM.Audit.Read (or PM.Audit)",
-                ', scope="PM.Audit.Read"',
+                f"the access token lacks scope {needed[1]} (or {needed[0]})",
+                f', scope="{needed[1]}"',
             )
         return None
 
@@ -1019,6 +1098,54 @@ class LocalOrchestratorServer:
                 return _Reply(200, _damage_events(damage, answer.body))
         return _Reply(answer.status, answer.body, content_type)
 
+    # --- Orchestrator's own audit log (OData) ---------------------------------------------------------
+
+    def _odata(self, organization: str | None, tenant: str, path: str, query: str, headers: Message) -> _Reply:
+        arrived = time.monotonic()
+        self.stats.count_request("audit")
+        reply = self._odata_reply(organization, tenant, query, headers)
+        status = None if reply.action == "reset" else reply.status
+        self.stats.record_audit(AuditRequest(arrived, f"{path}?{query}", status))
+        return reply
+
+    def _odata_reply(self, organization: str | None, tenant: str, query: str, headers: Message) -> _Reply:
+        with self._serial_lock:
+            serial = next(self._serial)
+        self._pause(self.latency_seconds)
+        fault = self.faults.take("audit")
+        damage: Fault | None = None
+        if fault is not None:
+            if fault.kind == "stall":
+                self._pause(fault.seconds)
+            elif fault.kind in MUTATING_KINDS:
+                damage = fault
+            else:
+                return self._fault_reply(fault, "audit")
+        if organization is not None and organization != self.organization:
+            return _odata_error(404, f"Organization '{organization}' does not exist.")
+        dataset = self.orchestrator_audit
+        if tenant not in dataset.tenants:
+            return _odata_error(404, f"Tenant '{tenant}' does not exist.")
+        refusal = self._authorize(headers, ORCHESTRATOR_SCOPES)
+        if refusal is not None:
+            return refusal
+        if self.odata_arrivals_per_request > 0:
+            dataset.append(tenant, self.odata_arrivals_per_request)
+        if self.odata_late_per_request > 0:
+            rng = random.Random((self.seed * 2**32 + serial) ^ _LATE_SALT)
+            lag = round(self.odata_late_lag_seconds * TICKS_PER_SECOND)
+            lags = [rng.randint(0, lag) for _ in range(self.odata_late_per_request)]
+            dataset.record_late(tenant, self.odata_late_per_request, lags)
+        params = dict(parse_qsl(query, keep_blank_values=True))
+        base = self.url if organization is None else f"{self.url}/{organization}/{tenant}/orchestrator_"
+        answer = self.odata_listing.answer(tenant, params, serial, context=base)
+        if damage is not None:
+            if answer.status != 200:
+                self.faults.give_back(damage, "audit")  # wait for a request that gets a page
+            else:
+                return _Reply(200, _damage_odata(damage, answer.body))
+        return _Reply(answer.status, answer.body)
+
     def _damage(self, fault: Fault, page: _Page) -> bytes:
         if fault.kind == "missing_total_count":
             return _page_body(None, page.entries)
@@ -1045,6 +1172,25 @@ def _damage_events(fault: Fault, body: bytes) -> bytes:
         return _compact(document)
     events[0]["eventSummary"] = f"{events[0].get('eventSummary', '')} {_NOT_UTF8_MARK}"
     document["auditEvents"] = events
+    return _compact(document).replace(_NOT_UTF8_MARK.encode("ascii"), _NOT_UTF8)
+
+
+def _odata_error(status: int, message: str) -> _Reply:
+    return _json_reply(status, {"message": message, "errorCode": 0, "traceId": secrets.token_hex(16)})
+
+
+def _damage_odata(fault: Fault, body: bytes) -> bytes:
+    document = json.loads(body)
+    if fault.kind == "missing_total_count":  # the OData counterpart: the list itself is missing
+        document.pop("value", None)
+        return _compact(document)
+    entries = document["value"] or [{"Id": 1, "ExecutionTime": ""}]
+    if fault.kind == "bad_created_on":
+        entries[0]["ExecutionTime"] = "yesterday"
+        document["value"] = entries
+        return _compact(document)
+    entries[0]["OperationText"] = f"{entries[0].get('OperationText', '')} {_NOT_UTF8_MARK}"
+    document["value"] = entries
     return _compact(document).replace(_NOT_UTF8_MARK.encode("ascii"), _NOT_UTF8)
 
 

@@ -9,18 +9,22 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_orchestrator_audit.client.events import TENANT_ADVICE, events_url
+from airflow_provider_orchestrator_audit.client.odata import MAX_TOP, ORCHESTRATOR_TENANT_ADVICE, orchestrator_audit_url
 from airflow_provider_orchestrator_audit.client.retry import RetryPolicy
 from airflow_provider_orchestrator_audit.compat import BaseOperator, datetime_trigger, get_hook_lineage_collector
 from airflow_provider_orchestrator_audit.event_models import SOURCE_LEVELS, SOURCES
 from airflow_provider_orchestrator_audit.exceptions import OrchestratorConfigError
 from airflow_provider_orchestrator_audit.export.events_reader import EventWindowReader
 from airflow_provider_orchestrator_audit.export.keys import DEFAULT_PREFIX, default_key
+from airflow_provider_orchestrator_audit.export.orchestrator_reader import OrchestratorWindowReader
 from airflow_provider_orchestrator_audit.export.reader import WindowReader
 from airflow_provider_orchestrator_audit.export.s3_object_settings import ObjectSettings, ObjectSettingsError
 from airflow_provider_orchestrator_audit.export.s3_sink import S3JsonLinesSink
 from airflow_provider_orchestrator_audit.export.spool import COMPRESSIONS
 from airflow_provider_orchestrator_audit.hooks.orchestrator_audit import OrchestratorAuditHook
+from airflow_provider_orchestrator_audit.orchestrator_models import ALL_SOURCES, ORCHESTRATOR_SOURCE
 from airflow_provider_orchestrator_audit.paging.event_slices import EventsRequest
+from airflow_provider_orchestrator_audit.paging.odata_keyset import KeysetRequest
 from airflow_provider_orchestrator_audit.paging.window import AuditWindow, WindowError
 from airflow_provider_orchestrator_audit.templating import unset_to_none
 from airflow_provider_orchestrator_audit.timestamps import format_ticks, ticks_to_datetime
@@ -31,7 +35,7 @@ if TYPE_CHECKING:
 
     from airflow_provider_orchestrator_audit.compat import Context
 
-__all__ = ["DEFAULT_EVENTS_MIN_AGE", "SOURCES", "AuditLogsToS3Operator"]
+__all__ = ["ALL_SOURCES", "DEFAULT_EVENTS_MIN_AGE", "SOURCES", "AuditLogsToS3Operator"]
 
 #: Events asked for per page of the event sources (the cap UiPath reports); the server may give fewer.
 DEFAULT_EVENTS_PAGE_SIZE = 200
@@ -136,9 +140,15 @@ class AuditLogsToS3Operator(BaseOperator):
         (the unified audit events, ``{org}/orgaudit_/api/query/events``) or ``"tenant_events"``
         (``{org}/{tenant}/tenantaudit_/api/query/events``). Event sources read the window as disjoint time
         slices, their cursor chains fetched ``max_concurrency`` at a time, and write each event's own JSON
-        text once; ``page_size`` is their ``maxCount`` (default 200).
-    :param tenant: the tenant of ``source="tenant_events"``, as in your Orchestrator URL; default: the
-        connection's extra ``tenant``. (templated)
+        text once; ``page_size`` is their ``maxCount`` (default 200). ``"orchestrator"``: Orchestrator's own
+        audit log of a tenant (``{org}/{tenant}/orchestrator_/odata/AuditLogs``, or a standalone
+        Orchestrator's ``odata/AuditLogs`` with the connection's extra ``orchestrator_url``; scope
+        ``OR.Audit.Read``), read as disjoint time slices paged by ``Id``, ``max_concurrency`` at a time;
+        ``page_size`` is its ``$top`` (default and most: 1000).
+    :param tenant: the tenant of ``source="tenant_events"`` and ``source="orchestrator"``, as in your
+        Orchestrator URL; default: the connection's extra ``tenant``. (templated)
+    :param include_entities: for ``source="orchestrator"``: ask for each entry's changed entities in the same
+        request (``$expand=Entities``), written in its line.
     """
 
     template_fields: Sequence[str] = ("s3_bucket", "s3_key", "window_start", "window_end", "s3_prefix", "tenant")
@@ -166,6 +176,7 @@ class AuditLogsToS3Operator(BaseOperator):
         min_age: timedelta | float | None = _SOURCE_DEFAULT,
         source: str = "classic",
         tenant: str | None = None,
+        include_entities: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -193,13 +204,18 @@ class AuditLogsToS3Operator(BaseOperator):
         self.acl_policy = acl_policy
         self.s3_extra_args = dict(s3_extra_args) if isinstance(s3_extra_args, Mapping) else s3_extra_args
         self.object_settings()  # a bad value fails the DAG's import, naming the task
-        if source not in SOURCES:
-            raise ValueError(f"{self.task_id}: source must be one of {', '.join(map(repr, SOURCES))}, got {source!r}")
+        if source not in ALL_SOURCES:
+            raise ValueError(
+                f"{self.task_id}: source must be one of {', '.join(map(repr, ALL_SOURCES))}, got {source!r}"
+            )
+        if source == ORCHESTRATOR_SOURCE and page_size is not None and page_size > MAX_TOP:
+            raise ValueError(f"{self.task_id}: page_size is $top for source='orchestrator': at most {MAX_TOP}")
         self.source = source
         if min_age is _SOURCE_DEFAULT:
             min_age = None if source == "classic" else DEFAULT_EVENTS_MIN_AGE
         self.min_age = _min_age(self.task_id, min_age)
         self.tenant = tenant
+        self.include_entities = include_entities
         self._written: list[str] = []
 
     @cached_property
@@ -294,7 +310,9 @@ class AuditLogsToS3Operator(BaseOperator):
         with closing(self.orchestrator_hook), self._sink(key) as sink:  # the sink checks the bucket first
             self.log.info(
                 "Exporting %s of %r%s in %s to s3://%s/%s",
-                "audit entries" if self.source == "classic" else self.source.replace("_", " "),
+                {"classic": "audit entries", ORCHESTRATOR_SOURCE: "Orchestrator audit entries"}.get(
+                    self.source, self.source.replace("_", " ")
+                ),
                 settings.organization,
                 f", tenant {tenant!r}" if tenant else "",
                 window,
@@ -318,13 +336,21 @@ class AuditLogsToS3Operator(BaseOperator):
 
     def _tenant(self) -> str | None:
         """
-        The tenant of ``source="tenant_events"``: the operator's, else the connection's extra ``tenant``.
+        The tenant of ``source="tenant_events"`` or ``"orchestrator"``: the operator's, else the connection's
+        extra ``tenant`` (a standalone Orchestrator needs none).
 
         :raises OrchestratorConfigError: for a tenant-level source without one, before any request.
         """
-        if self.source != "tenant_events":
+        if self.source not in ("tenant_events", ORCHESTRATOR_SOURCE):
             return None
         tenant = (unset_to_none(self.tenant) or self.orchestrator_hook.settings.tenant or "").strip().strip("/")
+        if self.source == ORCHESTRATOR_SOURCE and not tenant:
+            if self.orchestrator_hook.settings.orchestrator_url:
+                return None
+            raise OrchestratorConfigError(
+                f"{self.task_id}: source='orchestrator' needs a tenant and neither the operator nor connection "
+                f"{self.orchestrator_conn_id!r} names one: {ORCHESTRATOR_TENANT_ADVICE}"
+            )
         if not tenant:
             raise OrchestratorConfigError(
                 f"{self.task_id}: source='tenant_events' needs a tenant and neither the operator nor connection "
@@ -337,10 +363,16 @@ class AuditLogsToS3Operator(BaseOperator):
         settings = self.orchestrator_hook.settings
         if self.source == "classic":
             return settings.audit_logs_url
+        if self.source == ORCHESTRATOR_SOURCE:
+            return orchestrator_audit_url(settings, self._tenant())
         return events_url(settings, SOURCE_LEVELS[self.source], self._tenant())
 
-    def _reader(self, window: AuditWindow) -> WindowReader | EventWindowReader:
+    def _reader(self, window: AuditWindow) -> WindowReader | EventWindowReader | OrchestratorWindowReader:
         """The source: the window's entries (or events) in batches, each exactly once."""
+        if self.source == ORCHESTRATOR_SOURCE:
+            return OrchestratorWindowReader(
+                self._fetch_orchestrator, window, max_concurrency=self.max_concurrency, logger=self.log
+            )
         if self.source != "classic":
             return EventWindowReader(self._fetch_events, window, max_concurrency=self.max_concurrency, logger=self.log)
         return WindowReader(
@@ -358,7 +390,19 @@ class AuditLogsToS3Operator(BaseOperator):
             max_records_per_file=self.max_records_per_file,
         )
 
-    def _log_read(self, reader: WindowReader | EventWindowReader, records: int) -> None:
+    def _log_read(self, reader: WindowReader | EventWindowReader | OrchestratorWindowReader, records: int) -> None:
+        if isinstance(reader, OrchestratorWindowReader):
+            read = reader.stats
+            self.log.info(
+                "Read %d entries in %d requests (%d time slices paged by Id, %d entries of the slices' margins "
+                "skipped) in %.1fs",
+                records,
+                read.requests,
+                read.slices,
+                read.outside,
+                read.seconds,
+            )
+            return
         if isinstance(reader, EventWindowReader):
             events = reader.stats
             self.log.info(
@@ -397,6 +441,17 @@ class AuditLogsToS3Operator(BaseOperator):
             from_=request.bound_text(request.query_from),
             to=request.bound_text(request.query_to),
             max_count=self.page_size or DEFAULT_EVENTS_PAGE_SIZE,
+        )
+
+    def _fetch_orchestrator(self, request: KeysetRequest) -> Any:
+        return self.orchestrator_hook.get_orchestrator_audit_logs(
+            self._tenant(),
+            time_from=request.time_from,
+            time_to=request.time_to,
+            after_id=request.after_id,
+            top=self.page_size or MAX_TOP,
+            count=True,
+            expand_entities=self.include_entities,
         )
 
     def _report_lineage(self, source_url: str, objects: list[str]) -> None:

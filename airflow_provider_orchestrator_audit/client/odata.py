@@ -1,0 +1,347 @@
+"""
+Orchestrator's own audit log, ``GET .../odata/AuditLogs``: the request/response exchange, free of I/O.
+
+Automation Cloud and Automation Suite serve it at ``{host}/{org}/{tenant}/orchestrator_/odata/AuditLogs``,
+a standalone Orchestrator at ``{orchestrator_url}/odata/AuditLogs`` (extra ``orchestrator_url``). The
+token must carry ``OR.Audit.Read`` (or ``OR.Audit``), and the identity it stands for the ``Audit.View``
+permission. Tokens, retries (429, 5xx, transport errors, damaged bodies) and their errors are those of
+the classic audit log (:mod:`.exchanges`); OData errors (``{"message", "errorCode", "traceId"}``) are
+quoted field by field.
+
+Driving it by hand::
+
+    exchange = fetch_orchestrator_page(settings, RetryPolicy(), OdataQuery("DefaultTenant", top=1000, after_id=41))
+    next(exchange)                       # NeedToken(rejected=None, scope='OR.Audit.Read')
+    exchange.send("a-token")             # Send(request=<Request('GET', '.../odata/AuditLogs?%24filter=Id+gt+41...')>)
+    exchange.send(httpx.Response(200, content=b'{"@odata.count": 0, "value": []}'))
+    # raises StopIteration; its value is the OrchestratorAuditPage
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import msgspec
+
+from airflow_provider_orchestrator_audit.client.exchanges import (
+    Exchange,
+    NeedToken,
+    Send,
+    _audit_request,
+    _Retries,
+    _transport_problem,
+)
+from airflow_provider_orchestrator_audit.client.page_parser import PageFormatError, is_json
+from airflow_provider_orchestrator_audit.client.redaction import excerpt
+from airflow_provider_orchestrator_audit.client.retry import RETRYABLE_STATUSES, RetryPolicy
+from airflow_provider_orchestrator_audit.client.settings import ORCHESTRATOR_SCOPE, ConnectionSettings
+from airflow_provider_orchestrator_audit.exceptions import (
+    OrchestratorAuthError,
+    OrchestratorConfigError,
+    OrchestratorRequestError,
+)
+from airflow_provider_orchestrator_audit.orchestrator_models import (
+    OrchestratorAuditEntry,
+    OrchestratorAuditPage,
+    entry_id_of,
+)
+from airflow_provider_orchestrator_audit.validation import checked_int
+
+__all__ = [
+    "MAX_TOP",
+    "ORCHESTRATOR_TENANT_ADVICE",
+    "OdataQuery",
+    "fetch_orchestrator_page",
+    "orchestrator_audit_url",
+    "parse_orchestrator_page",
+]
+
+#: The most entries one ``$top`` may ask for (the documented limit).
+MAX_TOP = 1000
+ORCHESTRATOR_TENANT_ADVICE = (
+    "set tenant='<tenant name>' on the operator (templated) or the connection's extra 'tenant', e.g. "
+    '{"organization": "acme", "tenant": "DefaultTenant"}: the name that follows the organization in your '
+    "Orchestrator URL (a standalone Orchestrator, extra 'orchestrator_url', needs none)"
+)
+_LINE_BREAKS = re.compile(rb"[\n\r]|\xe2\x80[\xa8\xa9]")
+
+
+class _EntryHead(msgspec.Struct):
+    """Of an entry, only ``Id`` and ``ExecutionTime`` are decoded; msgspec checks the rest while skipping it."""
+
+    Id: Any = None
+    ExecutionTime: Any = None
+
+
+_FIELDS = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_SPANS = msgspec.json.Decoder(list[msgspec.Raw])
+_VALUE = msgspec.json.Decoder()
+_HEAD = msgspec.json.Decoder(_EntryHead)
+
+
+@dataclass(frozen=True)
+class OdataQuery:
+    """
+    One ``GET odata/AuditLogs`` call.
+
+    :param tenant: the tenant (as in the URL); ignored for a standalone Orchestrator.
+    :param time_from: ``ExecutionTime ge`` this OData DateTimeOffset literal, e.g. ``2026-01-31T13:00:00Z``.
+    :param time_to: ``ExecutionTime lt`` this literal.
+    :param after_id: ``Id gt`` this (keyset paging).
+    :param top: ``$top``, at most :data:`MAX_TOP`.
+    :param skip: ``$skip`` (only the naive scan uses it; the export pages by ``Id``).
+    :param count: send ``$count=true`` to get ``@odata.count``.
+    :param expand_entities: send ``$expand=Entities``.
+    :param orderby: ``$orderby``.
+    """
+
+    tenant: str | None = None
+    time_from: str | None = None
+    time_to: str | None = None
+    after_id: int | None = None
+    top: int | None = None
+    skip: int | None = None
+    count: bool = False
+    expand_entities: bool = False
+    orderby: str = "Id asc"
+
+    def __post_init__(self) -> None:
+        if self.top is not None:
+            checked_int("top", self.top, minimum=1, maximum=MAX_TOP, error=OrchestratorConfigError)
+        if self.skip is not None:
+            checked_int("skip", self.skip, minimum=0, error=OrchestratorConfigError)
+        if self.after_id is not None:
+            checked_int("after_id", self.after_id, minimum=0, error=OrchestratorConfigError)
+
+    def filter(self) -> str | None:
+        """The ``$filter`` expression, e.g. ``ExecutionTime ge 2026-01-31T13:00:00Z and Id gt 41``."""
+        terms = []
+        if self.time_from is not None:
+            terms.append(f"ExecutionTime ge {self.time_from}")
+        if self.time_to is not None:
+            terms.append(f"ExecutionTime lt {self.time_to}")
+        if self.after_id is not None:
+            terms.append(f"Id gt {self.after_id}")
+        return " and ".join(terms) or None
+
+    def params(self) -> dict[str, str]:
+        """The query string, in OData's system query option names."""
+        pairs = {
+            "$filter": self.filter(),
+            "$orderby": self.orderby or None,
+            "$top": None if self.top is None else str(self.top),
+            "$skip": None if self.skip is None else str(self.skip),
+            "$count": "true" if self.count else None,
+            "$expand": "Entities" if self.expand_entities else None,
+        }
+        return {key: value for key, value in pairs.items() if value is not None}
+
+
+def orchestrator_audit_url(settings: ConnectionSettings, tenant: str | None) -> str:
+    """The audit log of a tenant, or of the standalone Orchestrator the connection names."""
+    if settings.orchestrator_url:
+        return f"{settings.orchestrator_url}/odata/AuditLogs"
+    if not (tenant or "").strip():
+        raise OrchestratorConfigError(
+            f"Connection {settings.conn_id!r}: Orchestrator's audit log needs a tenant: {ORCHESTRATOR_TENANT_ADVICE}"
+        )
+    organization = quote(settings.organization, safe="")
+    return f"{settings.base_url}/{organization}/{quote((tenant or '').strip(), safe='')}/orchestrator_/odata/AuditLogs"
+
+
+def fetch_orchestrator_page(
+    settings: ConnectionSettings, policy: RetryPolicy, query: OdataQuery
+) -> Exchange[OrchestratorAuditPage]:
+    """``GET .../odata/AuditLogs``: one page, retried as the policy allows, with a token carrying ``OR.Audit.Read``."""
+    url = httpx.URL(orchestrator_audit_url(settings, query.tenant), params=query.params())
+    where = f"GET {url}"
+    scope = settings.scope_for(ORCHESTRATOR_SCOPE)
+    retries = _Retries(settings, where, policy.start())
+    rejected: str | None = None
+    refreshed = False
+    while True:
+        token = settings.access_token if settings.access_token else (yield NeedToken(rejected, scope))
+        reply = yield Send(_audit_request(url, token))
+        if isinstance(reply, httpx.TransportError):
+            yield from retries.wait_or_fail(_transport_problem(reply))
+            continue
+        sent = (token,)
+        status = reply.status_code
+        if status == 200:
+            try:
+                return parse_orchestrator_page(reply.content)
+            except PageFormatError as exc:
+                problem, damaged = str(exc), exc.damaged
+            yield from retries.unusable_body(reply, problem, damaged, sent=sent)
+            continue
+        if status == 401 and not settings.uses_personal_access_token and not refreshed:
+            rejected, refreshed = token, True
+            continue
+        if status in (401, 403):
+            raise _refused(settings, where, reply, scope, sent)
+        if status in RETRYABLE_STATUSES:
+            yield from retries.wait_as_asked(reply, sent)
+            continue
+        raise _failed(settings, where, reply, query, sent)
+
+
+def odata_error(reply: httpx.Response) -> str | None:
+    """An OData error body in words: ``message (errorCode 1015, traceId ...)``; None for any other body."""
+    try:
+        document = json.loads(reply.content)
+    except ValueError:
+        return None
+    if isinstance(document, dict) and isinstance(document.get("error"), dict):
+        document = document["error"]  # OData v4's own envelope: {"error": {"code", "message"}}
+    if not isinstance(document, dict) or not isinstance(document.get("message"), str):
+        return None
+    details = [
+        f"{label} {document[name]}"
+        for name, label in (("errorCode", "errorCode"), ("code", "code"), ("traceId", "traceId"))
+        if document.get(name) not in (None, "")
+    ]
+    return document["message"][:300] + (f" ({', '.join(details)})" if details else "")
+
+
+def _quoted(settings: ConnectionSettings, reply: httpx.Response, sent: tuple[str, ...]) -> str:
+    # The server's own words, with the connection's secrets and the token sent masked like any quoted body.
+    said = odata_error(reply)
+    if said is not None:
+        return excerpt(said.encode("utf-8"), (*settings.secrets, *sent))
+    return excerpt(reply.content, (*settings.secrets, *sent))
+
+
+def _refused(
+    settings: ConnectionSettings, where: str, reply: httpx.Response, scope: str, sent: tuple[str, ...]
+) -> OrchestratorAuthError:
+    said = _quoted(settings, reply, sent)
+    if reply.status_code == 403:
+        asked = "a personal access token" if settings.uses_personal_access_token else f"a token for scope {scope!r}"
+        advice = (
+            f"Orchestrator's audit log needs scope OR.Audit.Read (or OR.Audit) and the Audit.View permission; "
+            f"{asked} was refused. Add the Orchestrator API scope OR.Audit.Read to the external application "
+            f"(client id {settings.client_id!r}) in Admin > External Applications"
+            + (" and remove or extend the connection's extra 'scope'" if settings.scope_pinned else "")
+            + ", and give it (or the token's user) a role with Audit View in the tenant"
+        )
+    elif settings.uses_personal_access_token:
+        advice = "the personal access token in extra 'access_token' is expired, revoked or for another organization"
+    else:
+        advice = (
+            f"a fresh token from {settings.token_url} was refused too: check that Host, extra 'organization', the "
+            "tenant, extra 'orchestrator_url' and extra 'token_url' belong to the same Orchestrator deployment"
+        )
+    return OrchestratorAuthError(
+        f"Connection {settings.conn_id!r}: {where} answered HTTP {reply.status_code}: {said}. {advice}."
+    )
+
+
+def _failed(
+    settings: ConnectionSettings, where: str, reply: httpx.Response, query: OdataQuery, sent: tuple[str, ...]
+) -> OrchestratorRequestError:
+    status = reply.status_code
+    advice = ""
+    if status == 400:
+        advice = (
+            " The server refused the query itself: it may not support this $filter (ExecutionTime ge/lt and "
+            "Id gt, joined by 'and'), $orderby=Id or $top up to 1000; check the Orchestrator version"
+        )
+    elif status == 404:
+        advice = (
+            f" Check extra 'orchestrator_url' ({settings.orchestrator_url!r}): a standalone Orchestrator's own URL"
+            if settings.orchestrator_url
+            else f" Check the connection's extra 'organization' ({settings.organization!r}) and the tenant "
+            f"({query.tenant!r}): the names that follow the host in your Orchestrator URL"
+        )
+    return OrchestratorRequestError(
+        f"Connection {settings.conn_id!r}: {where} failed with HTTP {status}: {_quoted(settings, reply, sent)}.{advice}"
+    )
+
+
+# --- the body: each entry's own text kept -----------------------------------------------------------
+
+
+def parse_orchestrator_page(body: bytes) -> OrchestratorAuditPage:
+    """
+    Parse ``{"@odata.context": ..., "@odata.count": N, "value": [...]}``, keeping each entry's exact text.
+
+    Read with msgspec (each entry as its raw span, only ``Id`` and ``ExecutionTime`` decoded); a body
+    that is not an ordinary page is read again with Python's :mod:`json` to say what is wrong and where.
+
+    :raises PageFormatError: e.g. ``value: Field required``; ``damaged`` when the body is not JSON at all.
+    """
+    try:
+        fields = _FIELDS.decode(body)
+    except (msgspec.MsgspecError, ValueError):
+        return _explain(body)
+    value_span = fields.get("value")
+    if value_span is None:
+        raise PageFormatError("value: Field required")
+    try:
+        for name, span in fields.items():
+            if name != "value":
+                str(span, "utf-8")  # msgspec skips other values without checking their UTF-8
+        count = _count(fields.get("@odata.count"))
+        next_link = None if fields.get("@odata.nextLink") is None else _VALUE.decode(fields["@odata.nextLink"])
+        spans = _SPANS.decode(value_span)
+    except PageFormatError:
+        raise
+    except (msgspec.MsgspecError, ValueError):
+        return _explain(body)
+    may_break = _LINE_BREAKS.search(value_span) is not None
+    entries = []
+    for position, span in enumerate(spans):
+        try:
+            head = _HEAD.decode(span)
+            text = str(span, "utf-8")
+        except (msgspec.MsgspecError, ValueError):
+            raise PageFormatError(f"value[{position}]: must be an object") from None
+        entry_id = entry_id_of(head.Id)
+        if entry_id is None:
+            raise PageFormatError(f"value[{position}].Id: must be a non-negative int64, got {head.Id!r}"[:200])
+        if type(head.ExecutionTime) is not str:
+            raise PageFormatError(f"value[{position}].ExecutionTime: must be a timestamp string")
+        try:
+            if may_break and ("\u2028" in text or "\u2029" in text or "\n" in text or "\r" in text):
+                entries.append(OrchestratorAuditEntry(json.loads(text), text))
+            else:
+                entries.append(OrchestratorAuditEntry.from_line(text, entry_id, head.ExecutionTime))
+        except ValueError as error:
+            raise PageFormatError(f"value[{position}]: {error}"[:300]) from None
+    link = next_link if isinstance(next_link, str) and next_link else None
+    return OrchestratorAuditPage(entries, count=count, next_link=link)
+
+
+def _count(span: msgspec.Raw | None) -> int | None:
+    if span is None:
+        return None
+    value = _VALUE.decode(span)
+    if value is None:
+        return None
+    if type(value) is not int or value < 0:
+        raise PageFormatError(f"@odata.count: must be a non-negative integer, got {value!r}"[:200])
+    return value
+
+
+def _explain(body: bytes) -> OrchestratorAuditPage:
+    """A body msgspec refused: say why, on Python's json (which also tells damaged text from another shape)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise PageFormatError(f"not valid JSON: the body is not UTF-8 ({error})", damaged=True) from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise PageFormatError(
+            f"not valid JSON: {error.msg} at position {error.pos}", damaged=not is_json(text)
+        ) from None
+    if not isinstance(document, dict):
+        raise PageFormatError(f"must be a JSON object, got {type(document).__name__}")
+    if not isinstance(document.get("value"), list):
+        raise PageFormatError("value: must be a list" if "value" in document else "value: Field required")
+    raise PageFormatError("not an OData page msgspec could read")

@@ -1,0 +1,148 @@
+"""
+Typed views of Orchestrator's own audit log (``GET .../odata/AuditLogs``, an OData feed of ``AuditLogDto``).
+
+An entry keeps the server's own JSON text and every field in it (``Entities`` included when expanded);
+it checks only what the export depends on: an integer ``Id`` (int64, growing with insertion) and an
+``ExecutionTime`` that is a timestamp (any fraction length, any UTC offset).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any
+
+from airflow_provider_orchestrator_audit.event_models import SOURCES, created_on_ticks
+from airflow_provider_orchestrator_audit.timestamps import Ticks, TimestampError, ticks_to_datetime
+
+__all__ = ["ALL_SOURCES", "ORCHESTRATOR_SOURCE", "OrchestratorAuditEntry", "OrchestratorAuditPage", "entry_id_of"]
+
+#: ``source=`` of Orchestrator's own (tenant-level, OData) audit log.
+ORCHESTRATOR_SOURCE = "orchestrator"
+#: Every source the operator exports and the sensors watch.
+ALL_SOURCES: tuple[str, ...] = (*SOURCES, ORCHESTRATOR_SOURCE)
+
+_BREAKS = re.compile("[\n\r]")
+_LINE_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_INT64_MAX = 2**63 - 1
+
+
+def entry_id_of(value: Any) -> int | None:
+    """
+    An ``Id`` as an integer, or None when it is not one.
+
+    OData writes int64 as a JSON number, or as a string when the client asked for IEEE754 compatibility.
+    """
+    if type(value) is str and value.isascii() and value.isdigit():
+        value = int(value)
+    if type(value) is int and 0 <= value <= _INT64_MAX:
+        return value
+    return None
+
+
+class OrchestratorAuditEntry:
+    """
+    One entry of Orchestrator's audit log, exactly as the server sent it.
+
+    :param raw: the entry's JSON object.
+    :param source: the exact JSON text it was decoded from, if known: :meth:`to_json` writes it as it is.
+    :raises ValueError: when ``Id`` or ``ExecutionTime`` is missing or unusable.
+
+    ``entry.raw["Action"]``, ``entry.raw.get("Entities")`` and every other field are in :attr:`raw`.
+    ``created_on`` and ``created_on_ticks`` name ``ExecutionTime`` as every source's entries do, so that the
+    sensors compare the newest entry of any source the same way.
+    """
+
+    __slots__ = ("_id", "_raw", "_source", "_text", "_ticks")
+
+    def __init__(self, raw: dict[str, Any], source: str | None = None) -> None:
+        entry_id, execution_time = entry_id_of(raw.get("Id")), raw.get("ExecutionTime")
+        if entry_id is None:
+            raise ValueError(f"Id must be a non-negative int64, got {raw.get('Id')!r}")
+        if not isinstance(execution_time, str):
+            raise ValueError(f"ExecutionTime must be a timestamp string, got {execution_time!r}")
+        self._init(entry_id, execution_time)
+        if source is not None and ("\u2028" in source or "\u2029" in source):
+            # Many line readers split there; inside strings (the only place JSON allows them) escaping changes nothing.
+            source = source.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+        self._source = source if source is not None and not _BREAKS.search(source) else None
+        self._raw: dict[str, Any] | None = raw if self._source is None else None
+
+    def _init(self, entry_id: int, execution_time: str) -> None:
+        try:
+            self._ticks = created_on_ticks(execution_time)
+        except TimestampError as exc:
+            raise ValueError(f"ExecutionTime is not a timestamp: {exc}") from None
+        self._id, self._text = entry_id, execution_time
+
+    @classmethod
+    def from_line(cls, text: str, entry_id: int, execution_time: str) -> OrchestratorAuditEntry:
+        """
+        An entry from its own one-line JSON text (no raw line breaks, no U+2028/U+2029) whose ``Id`` and
+        ``ExecutionTime`` the caller decoded.
+
+        :raises ValueError: when ``ExecutionTime`` is not a timestamp.
+        """
+        entry = cls.__new__(cls)
+        entry._init(entry_id, execution_time)
+        entry._source, entry._raw = text, None
+        return entry
+
+    @property
+    def entry_id(self) -> int:
+        """``Id``: an int64 that grows with insertion (not with ``ExecutionTime``)."""
+        return self._id
+
+    @property
+    def execution_time(self) -> str:
+        """``ExecutionTime`` exactly as sent, e.g. ``2026-01-31T13:05:12.3456789Z``."""
+        return self._text
+
+    @property
+    def execution_time_ticks(self) -> Ticks:
+        """``ExecutionTime`` at full precision: 100 ns ticks since the Unix epoch, UTC."""
+        return self._ticks
+
+    created_on = execution_time
+    created_on_ticks = execution_time_ticks
+
+    @property
+    def created_at(self) -> datetime:
+        """``ExecutionTime`` as an aware UTC datetime (a seventh fractional digit truncated)."""
+        return ticks_to_datetime(self._ticks)
+
+    @property
+    def raw(self) -> Mapping[str, Any]:
+        """Every field as sent, read-only."""
+        if self._raw is None:
+            self._raw = json.loads(self._source)  # type: ignore[arg-type]  # set whenever _raw is not
+        return MappingProxyType(self._raw)
+
+    def to_json(self) -> str:
+        """The entry as one line of JSON: the server's own text when known, else its fields re-encoded."""
+        if self._source is not None:
+            return self._source
+        text = _LINE_ENCODER.encode(self._raw)
+        return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+
+    def __repr__(self) -> str:
+        return f"OrchestratorAuditEntry(Id={self._id}, ExecutionTime={self._text!r})"
+
+
+@dataclass(frozen=True)
+class OrchestratorAuditPage:
+    """
+    One answer of ``odata/AuditLogs``.
+
+    :param entries: the entries, in the order the server listed them.
+    :param count: ``@odata.count`` (entries matching the filter, this page's included) when asked for and sent.
+    :param next_link: ``@odata.nextLink``, if the server gave one (the export pages by ``Id`` instead).
+    """
+
+    entries: list[OrchestratorAuditEntry]
+    count: int | None = None
+    next_link: str | None = None
