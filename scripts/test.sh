@@ -9,13 +9,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
-# The Airflow UI tests drive Debian's Chromium through Playwright.
-if ! command -v chromium >/dev/null; then
+# Debian's packages the tests start: Chromium (the Airflow UI tests drive it through Playwright), and
+# PostgreSQL and Redis (the distributed test's metadata database and Celery broker).
+missing=()
+command -v chromium >/dev/null || missing+=(chromium)
+compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || command -v postgres >/dev/null || missing+=(postgresql)
+command -v redis-server >/dev/null || missing+=(redis-server)
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "Installing Debian's chromium for the Airflow UI tests ..."
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    echo "Installing Debian's ${missing[*]} for the tests ..."
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "The Airflow UI tests need Chromium at /usr/bin/chromium (Debian: sudo apt-get install chromium)." >&2
+    echo "The tests need Debian's ${missing[*]} (sudo apt-get install ${missing[*]})." >&2
   fi
 fi
 if [ $# -gt 0 ]; then
