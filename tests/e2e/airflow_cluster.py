@@ -206,6 +206,14 @@ class AirflowCluster:
             time.sleep(1)
         raise TimeoutError(f"DAG {dag_id!r} was not parsed within {timeout:.0f} s:\n{self.log_tail()}")
 
+    def wait_for_log(self, text: str, timeout: float = 120.0) -> None:
+        """Wait until a component has logged ``text`` (what the REST API does not show)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log_path.read_text(errors="replace"):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not logged within {timeout:.0f} s: {text}\n{self.log_tail()}")
+            time.sleep(0.5)
+
     def log_tail(self, lines: int = 60) -> str:
         if not self.log_path.exists():
             return ""
