@@ -60,7 +60,7 @@ def check_the_sensor_defers_and_resumes(airflow: AirflowCluster, orchestrator: L
     assert airflow.api(task)["state"] == "deferred"
     # The new entries come once the scheduler has heard that the deferring worker exited. Airflow 3's
     # scheduler fails a task whose trigger fires before that: the worker's late "success" for the same try
-    # looks like an external change (apache/airflow#66374 and #67287, fixed in later 3.2 releases; #72716,
+    # looks like an external change (apache/airflow#66374 and #67287, fixed in later releases; #72716,
     # the resumed attempt already running, is open). Activity within seconds of a deferral can meet that
     # race on those releases; it is Airflow's, not the sensor's, and not what this test is about.
     airflow.wait_for_log(
