@@ -12,7 +12,15 @@ if TYPE_CHECKING:
 
 #: The connection form's standard fields as the hook relabels them, and its own extra fields.
 FORM_LABELS = ("Base URL", "Port", "Client ID", "Client secret")
-EXTRA_LABELS = ("Organization", "Scope", "Token URL", "Personal access token", "Verify TLS", "Timeout (seconds)")
+EXTRA_LABELS = (
+    "Organization",
+    "Tenant",
+    "Scope",
+    "Token URL",
+    "Personal access token",
+    "Verify TLS",
+    "Timeout (seconds)",
+)
 
 SENSOR_DAG_ID = "orchestrator_audit_deferred_sensor"
 

@@ -54,7 +54,9 @@ def page(airflow) -> Iterator[Any]:
         browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(30_000)
+            # Generous: the single web server worker builds the providers' form on the first visit, on a
+            # machine shared with other work.
+            page.set_default_timeout(60_000)
             sign_in_fab(page, airflow.url, ADMIN_USER, airflow.password)
             yield page
         finally:
