@@ -131,6 +131,8 @@ class CeleryAirflowCluster:
         self.root = Path(tempfile.mkdtemp(prefix="airflow-celery-"))
         self.home = self.root / "control"
         self.port = free_port()
+        # The triggerer serves its logs on a port of its own: not the default one another Airflow may hold.
+        self.trigger_log_port = free_port()
         self.password = secrets.token_hex(9)
         self._database_url = database_url
         self._broker_url = broker_url
@@ -203,6 +205,7 @@ class CeleryAirflowCluster:
                 "AIRFLOW__API__WORKERS": "1",
                 "AIRFLOW__API__BASE_URL": self.url,
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self.trigger_log_port),
                 # Only what the test starts runs.
                 "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
@@ -288,7 +291,8 @@ class CeleryAirflowCluster:
         for component in everything:
             if component.running():
                 component.signal_group(signal.SIGTERM)
-        deadline = time.monotonic() + 30
+        # Nothing of the cluster outlives the test: a short grace, then SIGKILL.
+        deadline = time.monotonic() + 10
         for component in everything:
             if component.process is not None:
                 try:
@@ -304,6 +308,16 @@ class CeleryAirflowCluster:
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+
+    def keep_logs(self, destination: Path) -> None:
+        """Copy every component's output and every task log to ``destination`` (replacing what it held)."""
+        shutil.rmtree(destination, ignore_errors=True)
+        for home in [self.home, *(worker.home for worker in self.workers)]:
+            for path in [*home.glob("*.log"), *(home / "logs").rglob("*")]:
+                if path.is_file():
+                    target = destination / home.name / path.relative_to(home)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(path, target)
 
     def __enter__(self) -> Self:
         return self.start()

@@ -28,6 +28,8 @@ from tests.integration.test_export import canonical, expected_lines, read_object
 pytestmark = [pytest.mark.distributed, pytest.mark.timeout(900)]
 
 EXAMPLE_DAG = Path(__file__).resolve().parents[2] / "example_dags" / "example_orchestrator_audit_mapped_backfill.py"
+# Every log of the last run (each component's output, each task's log), for a look after a failure.
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "distributed"
 DAG_ID = "example_orchestrator_audit_mapped_backfill"
 EXPORT_TASK_ID = "export_sub_window"
 HOURS = 24
@@ -100,6 +102,7 @@ def cluster(orchestrator, s3_server, tmp_path_factory) -> Iterator[tuple[CeleryA
                 airflow.wait_for_dag(SENSOR_DAG_ID)
                 yield airflow, bucket
         finally:
+            airflow.keep_logs(ARTIFACTS)
             airflow.remove()
 
 
@@ -214,6 +217,7 @@ def test_a_mapped_backfill_survives_a_lost_worker(cluster, orchestrator, s3_serv
     assert len(secrets) > 2, "no token was issued: the exports did not authenticate"
     logs = [path for worker in airflow.workers for path in worker.log_files()]
     logs += [component.log_path for component in airflow.components]
+    logs += [path for path in (airflow.home / "logs").rglob("*") if path.is_file()]
     for path in logs:
         text = path.read_text(errors="replace")
         leaked = [secret[:12] + "..." for secret in secrets if secret in text]
