@@ -51,9 +51,13 @@ ORCHESTRATOR_EVENTS = 5_000
 def orchestrator_server() -> Iterator[LocalOrchestratorServer]:
     """One local Orchestrator for the session; :func:`orchestrator` resets it for each test."""
     from airflow_provider_orchestrator_audit.testing import AuditDataset, EventsDataset, LocalOrchestratorServer
+    from airflow_provider_orchestrator_audit.testing.orchestrator_dataset import OrchestratorDataset
 
     events = EventsDataset(size=ORCHESTRATOR_EVENTS, seed=7, tie_probability=0.2)
-    with LocalOrchestratorServer(AuditDataset(size=ORCHESTRATOR_ENTRIES, seed=7), events=events) as server:
+    own_audit = OrchestratorDataset(size=ORCHESTRATOR_EVENTS, seed=7, tie_probability=0.2)
+    with LocalOrchestratorServer(
+        AuditDataset(size=ORCHESTRATOR_ENTRIES, seed=7), events=events, orchestrator_audit=own_audit
+    ) as server:
         yield server
 
 
@@ -71,9 +75,10 @@ def orchestrator(orchestrator_server: LocalOrchestratorServer) -> Iterator[Local
     server.late_burst_every = None
     server.late_burst_size = 0
     server.token_lifetime_seconds = 3600
-    server.granted_scopes = ("PM.Audit.Read", "PM.Audit")
+    server.granted_scopes = ("PM.Audit.Read", "PM.Audit", "OR.Audit.Read", "OR.Audit")
     server.dataset.set_visible_range(0, ORCHESTRATOR_ENTRIES)
     _reset_events(server)
+    _reset_orchestrator_audit(server)
     server.reset_stats()
     yield server
     server.faults.clear()
@@ -87,6 +92,15 @@ def _reset_events(server: LocalOrchestratorServer) -> None:
     server.event_arrivals_per_request = server.event_late_per_request = 0
     for stream in (ORGANIZATION_STREAM, *server.events.tenants):
         server.events.set_visible(stream, 0, ORCHESTRATOR_EVENTS)
+
+
+def _reset_orchestrator_audit(server: LocalOrchestratorServer) -> None:
+    from airflow_provider_orchestrator_audit.testing.orchestrator_dataset import OdataSwitches
+
+    server.odata_listing.switches = OdataSwitches()
+    server.odata_arrivals_per_request = server.odata_late_per_request = 0
+    for tenant in server.orchestrator_audit.tenants:
+        server.orchestrator_audit.reset(tenant, ORCHESTRATOR_EVENTS)
 
 
 def connection_env(conn: dict) -> str:

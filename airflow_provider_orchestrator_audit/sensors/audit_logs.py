@@ -1,6 +1,7 @@
 """
 Wait until an organization's audit log holds new entries: :class:`AuditLogsTotalCountSensor` (the classic
-audit log's count), :class:`AuditLogsNewEntriesSensor` (any source's newest entry).
+audit log's ``totalCount``, or Orchestrator's ``@odata.count``), :class:`AuditLogsNewEntriesSensor` (any
+source's newest entry).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_orchestrator_audit.client.events import TENANT_ADVICE
+from airflow_provider_orchestrator_audit.client.odata import ORCHESTRATOR_TENANT_ADVICE
 from airflow_provider_orchestrator_audit.compat import (
     AirflowSensorTimeout,
     AirflowSkipException,
@@ -19,7 +21,7 @@ from airflow_provider_orchestrator_audit.compat import (
     PokeReturnValue,
     conf,
 )
-from airflow_provider_orchestrator_audit.event_models import SOURCE_LEVELS, SOURCES, AuditEvent
+from airflow_provider_orchestrator_audit.event_models import SOURCE_LEVELS, AuditEvent
 from airflow_provider_orchestrator_audit.exceptions import (
     OrchestratorAuditError,
     OrchestratorAuthError,
@@ -28,20 +30,29 @@ from airflow_provider_orchestrator_audit.exceptions import (
     OrchestratorResponseError,
 )
 from airflow_provider_orchestrator_audit.hooks.orchestrator_audit import OrchestratorAuditHook
+from airflow_provider_orchestrator_audit.orchestrator_models import (
+    ALL_SOURCES,
+    ORCHESTRATOR_SOURCE,
+    OrchestratorAuditEntry,
+)
 from airflow_provider_orchestrator_audit.templating import unset_to_none
 from airflow_provider_orchestrator_audit.timestamps import Ticks, TimestampError, format_ticks, to_ticks
 from airflow_provider_orchestrator_audit.triggers.audit_logs import (
+    COUNTED_SOURCES,
+    NEWEST_FIRST,
     NEWEST_PROBE_COUNT,
     AuditLogsNewEntriesTrigger,
     AuditLogsTotalCountTrigger,
     NewEntriesCondition,
     Observation,
     newest_of,
+    odata_count,
 )
 
 if TYPE_CHECKING:
     from airflow_provider_orchestrator_audit.compat import Context
-    from airflow_provider_orchestrator_audit.models import AuditLogEntry
+    from airflow_provider_orchestrator_audit.models import AuditLogEntry, AuditLogPage
+    from airflow_provider_orchestrator_audit.orchestrator_models import OrchestratorAuditPage
 
 __all__ = ["AuditLogsNewEntriesSensor", "AuditLogsTotalCountSensor"]
 
@@ -64,7 +75,8 @@ class AuditLogsTotalCountSensor(BaseSensorOperator):
     """
     Wait until an organization's audit log holds new entries, for pipelines that export on activity.
 
-    Each poke is one ``top=1`` request. The sensor succeeds when ``totalCount > baseline_count`` or the
+    Each poke is one ``top=1`` request (``$top=1&$count=true`` for ``source="orchestrator"``, whose
+    ``@odata.count`` stands for ``totalCount``). The sensor succeeds when ``totalCount > baseline_count`` or the
     newest entry's ``createdOn`` is later than ``newer_than`` (full precision), whichever is set; its XCom
     is the ``totalCount`` it saw. With ``deferrable=True`` the wait moves to
     :class:`~airflow_provider_orchestrator_audit.triggers.audit_logs.AuditLogsTotalCountTrigger`. Why
@@ -88,9 +100,11 @@ class AuditLogsTotalCountSensor(BaseSensorOperator):
     :param poke_interval: seconds between requests (also in the trigger).
     :param timeout: seconds from the sensor's start until it fails with ``AirflowSensorTimeout``.
     :param mode: ``poke`` or ``reschedule`` (ignored when deferrable).
+    :param source: ``"classic"`` (default) or ``"orchestrator"`` (Orchestrator's own audit log of a tenant).
+    :param tenant: the tenant of ``"orchestrator"``; default: the connection's extra ``tenant``. (templated)
     """
 
-    template_fields: Sequence[str] = ("baseline_count", "newer_than")
+    template_fields: Sequence[str] = ("baseline_count", "newer_than", "tenant")
     ui_color = "#fa4616"
 
     def __init__(
@@ -100,9 +114,18 @@ class AuditLogsTotalCountSensor(BaseSensorOperator):
         baseline_count: int | str | None = None,
         newer_than: str | datetime | date | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        source: str = "classic",
+        tenant: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if source not in COUNTED_SOURCES:
+            raise ValueError(
+                f"{self.task_id}: source must be 'classic' or 'orchestrator' (the sources that report a count), "
+                f"got {source!r}; AuditLogsNewEntriesSensor watches every source"
+            )
+        self.source = source
+        self.tenant = tenant
         self.orchestrator_conn_id = orchestrator_conn_id
         self.baseline_count = baseline_count
         self.newer_than = newer_than
@@ -173,10 +196,19 @@ class AuditLogsTotalCountSensor(BaseSensorOperator):
 
     # --- checking ------------------------------------------------------------------------------------
 
+    def _tenant(self) -> str | None:
+        return _source_tenant(self.source, self.tenant, self.hook, self.task_id, self.orchestrator_conn_id)
+
     def _check(self, context: Context) -> tuple[NewEntriesCondition, Observation]:
         explicit, newer_than = self._explicit_baseline(), self._newer_than_ticks()
-        page = self.hook.get_audit_logs(top=1, sort_by="createdOn", sort_order="desc")
-        condition = NewEntriesCondition(self._baseline(context, explicit, newer_than, page.total_count), newer_than)
+        page: AuditLogPage | OrchestratorAuditPage
+        if self.source == ORCHESTRATOR_SOURCE:
+            odata = self.hook.get_orchestrator_audit_logs(self._tenant(), top=1, count=True, orderby=NEWEST_FIRST)
+            total, page = odata_count(odata), odata
+        else:
+            classic = self.hook.get_audit_logs(top=1, sort_by="createdOn", sort_order="desc")
+            total, page = classic.total_count, classic
+        condition = NewEntriesCondition(self._baseline(context, explicit, newer_than, total), newer_than)
         observation = condition.observe(page)
         if observation.is_met:
             self.log.info("New audit entries: %s", observation.reason)
@@ -196,6 +228,7 @@ class AuditLogsTotalCountSensor(BaseSensorOperator):
         self._explicit_baseline()
         self._newer_than_ticks()
         try:
+            tenant = self._tenant()
             if not self.deferrable:
                 return super().execute(context)
             condition, observation = self._check(context)
@@ -211,6 +244,8 @@ class AuditLogsTotalCountSensor(BaseSensorOperator):
                 poke_interval=self.poke_interval,
                 # Absolute, so that the wait ends on time however often the trigger is restarted.
                 deadline=started + self.timeout,
+                source=self.source,
+                tenant=tenant,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout) + _DEFERRAL_GRACE,
@@ -269,8 +304,10 @@ class AuditLogsNewEntriesSensor(BaseSensorOperator):
                                   newer_than="{{ data_interval_start }}", deferrable=True)
 
     :param orchestrator_conn_id: the ``orchestrator_audit`` connection.
-    :param source: ``"classic"``, ``"organization_events"`` or ``"tenant_events"``.
-    :param tenant: the tenant of ``"tenant_events"``; default: the connection's extra ``tenant``. (templated)
+    :param source: ``"classic"``, ``"organization_events"``, ``"tenant_events"`` or ``"orchestrator"`` (one
+        ``$top=1`` request ordered by ``ExecutionTime`` descending).
+    :param tenant: the tenant of ``"tenant_events"`` or ``"orchestrator"``; default: the connection's extra
+        ``tenant``. (templated)
     :param newer_than: succeed when the newest ``createdOn`` is later than this ISO-8601 timestamp (any
         fraction length and UTC offset, UTC when it has none) or datetime. Required. (templated)
     :param deferrable: wait in the triggerer instead of a worker slot.
@@ -305,8 +342,10 @@ class AuditLogsNewEntriesSensor(BaseSensorOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if source not in SOURCES:
-            raise ValueError(f"{self.task_id}: source must be one of {', '.join(map(repr, SOURCES))}, got {source!r}")
+        if source not in ALL_SOURCES:
+            raise ValueError(
+                f"{self.task_id}: source must be one of {', '.join(map(repr, ALL_SOURCES))}, got {source!r}"
+            )
         self.orchestrator_conn_id = orchestrator_conn_id
         self.source = source
         self.tenant = tenant
@@ -331,23 +370,17 @@ class AuditLogsNewEntriesSensor(BaseSensorOperator):
             raise OrchestratorConfigError(f"{self.task_id}: newer_than: {error}") from None
 
     def _tenant(self) -> str | None:
-        if self.source != "tenant_events":
-            return None
-        tenant = (unset_to_none(self.tenant) or self.hook.settings.tenant or "").strip().strip("/")
-        if not tenant:
-            raise OrchestratorConfigError(
-                f"{self.task_id}: source='tenant_events' needs a tenant and neither the sensor nor connection "
-                f"{self.orchestrator_conn_id!r} names one: {TENANT_ADVICE}"
-            )
-        return tenant
+        return _source_tenant(self.source, self.tenant, self.hook, self.task_id, self.orchestrator_conn_id)
 
-    def _newest(self) -> AuditLogEntry | AuditEvent | None:
+    def _newest(self) -> AuditLogEntry | AuditEvent | OrchestratorAuditEntry | None:
         if self.source == "classic":
             return newest_of(self.hook.get_audit_logs(top=1, sort_by="createdOn", sort_order="desc"))
+        if self.source == ORCHESTRATOR_SOURCE:
+            return newest_of(self.hook.get_orchestrator_audit_logs(self._tenant(), top=1, orderby=NEWEST_FIRST))
         level = SOURCE_LEVELS[self.source]
         return newest_of(self.hook.get_audit_events(level, tenant=self._tenant(), max_count=NEWEST_PROBE_COUNT))
 
-    def _check(self) -> AuditLogEntry | AuditEvent | None:
+    def _check(self) -> AuditLogEntry | AuditEvent | OrchestratorAuditEntry | None:
         """The newest entry if it is later than ``newer_than``, else None."""
         newer_than = self._newer_than_ticks()
         newest = self._newest()
@@ -420,3 +453,25 @@ class AuditLogsNewEntriesSensor(BaseSensorOperator):
             if self.soft_fail and isinstance(skip.__cause__, OrchestratorAuditError):
                 raise skip.__cause__ from None
             raise
+
+
+def _source_tenant(
+    source: str, tenant: str | None, hook: OrchestratorAuditHook, task_id: str, conn_id: str
+) -> str | None:
+    """
+    The tenant of a tenant-level source: the sensor's, else the connection's extra ``tenant``.
+
+    :raises OrchestratorConfigError: when such a source has none (a standalone Orchestrator needs none).
+    """
+    if source not in ("tenant_events", ORCHESTRATOR_SOURCE):
+        return None
+    name = (unset_to_none(tenant) or hook.settings.tenant or "").strip().strip("/")
+    if name:
+        return name
+    if source == ORCHESTRATOR_SOURCE and hook.settings.orchestrator_url:
+        return None
+    advice = ORCHESTRATOR_TENANT_ADVICE if source == ORCHESTRATOR_SOURCE else TENANT_ADVICE
+    raise OrchestratorConfigError(
+        f"{task_id}: source={source!r} needs a tenant and neither the sensor nor connection {conn_id!r} names "
+        f"one: {advice}"
+    )

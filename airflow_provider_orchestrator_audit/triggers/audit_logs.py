@@ -28,19 +28,57 @@ from airflow_provider_orchestrator_audit.exceptions import (
     OrchestratorAuditError,
     OrchestratorConfigError,
     OrchestratorRequestError,
+    OrchestratorResponseError,
 )
 from airflow_provider_orchestrator_audit.hooks.orchestrator_audit import OrchestratorAuditAsyncHook
 from airflow_provider_orchestrator_audit.models import AuditLogEntry, AuditLogPage
+from airflow_provider_orchestrator_audit.orchestrator_models import (
+    ORCHESTRATOR_SOURCE,
+    OrchestratorAuditEntry,
+    OrchestratorAuditPage,
+)
 from airflow_provider_orchestrator_audit.timestamps import Ticks, TimestampError, format_ticks, parse_timestamp
 from airflow_provider_orchestrator_audit.validation import checked_int
 
 __all__ = [
+    "COUNTED_SOURCES",
     "AuditLogsNewEntriesTrigger",
     "AuditLogsTotalCountTrigger",
     "NewEntriesCondition",
     "Observation",
     "newest_of",
 ]
+
+
+#: The sources that report how many entries they hold: ``totalCount``, and Orchestrator's ``@odata.count``.
+COUNTED_SOURCES: tuple[str, ...] = ("classic", ORCHESTRATOR_SOURCE)
+#: The newest first, for one-entry probes of Orchestrator's audit log.
+NEWEST_FIRST = "ExecutionTime desc,Id desc"
+
+
+def odata_count(page: OrchestratorAuditPage) -> int:
+    """
+    The ``@odata.count`` of a page asked for with ``$count=true``.
+
+    :raises OrchestratorResponseError: when the page has none.
+    """
+    if page.count is None:
+        raise OrchestratorResponseError(
+            "Orchestrator's audit log answered $count=true without @odata.count: the count cannot be watched; "
+            "use AuditLogsNewEntriesSensor(source='orchestrator') instead"
+        )
+    return page.count
+
+
+async def probe_newest(
+    hook: OrchestratorAuditAsyncHook, source: str, tenant: str | None, *, count: bool = False
+) -> AuditLogPage | AuditEventsPage | OrchestratorAuditPage:
+    """The first page of a source, newest first: what the triggers look at each interval."""
+    if source == "classic":
+        return await hook.get_audit_logs(top=1, sort_by="createdOn", sort_order="desc")
+    if source == ORCHESTRATOR_SOURCE:
+        return await hook.get_orchestrator_audit_logs(tenant, top=1, count=count, orderby=NEWEST_FIRST)
+    return await hook.get_audit_events(SOURCE_LEVELS[source], tenant=tenant, max_count=NEWEST_PROBE_COUNT)
 
 
 @dataclass(frozen=True)
@@ -84,14 +122,20 @@ class NewEntriesCondition:
         if self.baseline_count is not None:
             checked_int("baseline_count", self.baseline_count, minimum=0, error=OrchestratorConfigError)
 
-    def observe(self, page: AuditLogPage) -> Observation:
+    def observe(self, page: AuditLogPage | OrchestratorAuditPage) -> Observation:
         """
-        Judge one response of ``get_audit_logs(top=1)`` sorted by ``createdOn`` descending.
+        Judge one response of ``get_audit_logs(top=1)`` sorted by ``createdOn`` descending, or of
+        ``get_orchestrator_audit_logs(top=1, count=True)`` sorted by ``ExecutionTime`` descending.
 
         :param page: the response; its first entry, if any, is the newest.
         """
-        total = page.total_count
-        newest = page.results[0] if page.results else None
+        newest: AuditLogEntry | OrchestratorAuditEntry | None
+        if isinstance(page, OrchestratorAuditPage):
+            total = odata_count(page)
+            newest = page.entries[0] if page.entries else None
+        else:
+            total = page.total_count
+            newest = page.results[0] if page.results else None
         met: list[str] = []
         pending: list[str] = []
         if self.baseline_count is not None:
@@ -165,6 +209,9 @@ class AuditLogsTotalCountTrigger(BaseTrigger):
         digits are kept); None to ignore timestamps.
     :param poke_interval: seconds between requests.
     :param deadline: POSIX time (seconds) after which the trigger fires ``"timeout"``; None to wait forever.
+    :param source: ``"classic"`` (``totalCount``) or ``"orchestrator"`` (``@odata.count`` of a tenant's log).
+    :param tenant: the tenant of ``"orchestrator"`` (resolved by the sensor before it defers; None for a
+        standalone Orchestrator).
     :raises OrchestratorConfigError: when neither condition is set or ``newer_than`` is not a timestamp.
     """
 
@@ -176,8 +223,14 @@ class AuditLogsTotalCountTrigger(BaseTrigger):
         newer_than: str | None = None,
         poke_interval: float = 60.0,
         deadline: float | None = None,
+        source: str = "classic",
+        tenant: str | None = None,
     ) -> None:
         super().__init__()
+        if source not in COUNTED_SOURCES:
+            raise OrchestratorConfigError(f"source must be 'classic' or 'orchestrator', got {source!r}")
+        self.source = source
+        self.tenant = tenant
         try:
             newer_than_ticks = None if newer_than is None else parse_timestamp(newer_than)
         except TimestampError as error:
@@ -201,6 +254,8 @@ class AuditLogsTotalCountTrigger(BaseTrigger):
                 "newer_than": None if newer_than is None else format_ticks(newer_than),
                 "poke_interval": self.poke_interval,
                 "deadline": self.deadline,
+                # The classic source's triggers keep the form they always had (rows already in the database).
+                **({} if self.source == "classic" else {"source": self.source, "tenant": self.tenant}),
             },
         )
 
@@ -228,12 +283,13 @@ class AuditLogsTotalCountTrigger(BaseTrigger):
         )
         while True:
             try:
-                page = await self.hook.get_audit_logs(top=1, sort_by="createdOn", sort_order="desc")
+                page = await probe_newest(self.hook, self.source, self.tenant, count=True)
+                assert not isinstance(page, AuditEventsPage)  # COUNTED_SOURCES only
+                observation = condition.observe(page)
             except Exception as error:  # every failure becomes one error event, not a crash loop
                 if not isinstance(error, (OrchestratorAuditError, AirflowNotFoundException)):
                     self.log.exception("Unexpected error while polling the audit log")
                 return _error_payload(error, self.orchestrator_conn_id)
-            observation = condition.observe(page)
             if observation.is_met:
                 self.log.info("New audit entries: %s", observation.reason)
                 return {
@@ -266,13 +322,18 @@ class AuditLogsTotalCountTrigger(BaseTrigger):
 NEWEST_PROBE_COUNT = 20
 
 
-def newest_of(page: AuditLogPage | AuditEventsPage) -> AuditLogEntry | AuditEvent | None:
+def newest_of(
+    page: AuditLogPage | AuditEventsPage | OrchestratorAuditPage,
+) -> AuditLogEntry | AuditEvent | OrchestratorAuditEntry | None:
     """
-    The newest entry of the first page of a source: a classic ``top=1`` page sorted newest first, or the
-    first page of events (the newest ones, in whatever order the server lists them).
+    The newest entry of the first page of a source: a classic ``top=1`` page sorted newest first, an
+    Orchestrator ``$top=1`` page sorted by ``ExecutionTime`` descending, or the first page of events (the
+    newest ones, in whatever order the server lists them).
     """
     if isinstance(page, AuditLogPage):
         return page.results[0] if page.results else None
+    if isinstance(page, OrchestratorAuditPage):
+        return max(page.entries, key=lambda entry: (entry.execution_time_ticks, entry.entry_id), default=None)
     return max(page.events, key=lambda event: (event.created_on_ticks, event.event_id), default=None)
 
 
@@ -287,8 +348,9 @@ class AuditLogsNewEntriesTrigger(BaseTrigger):
     and ``message``) as soon as a request fails for good, like :class:`AuditLogsTotalCountTrigger`.
 
     :param orchestrator_conn_id: the ``orchestrator_audit`` connection.
-    :param source: ``"classic"``, ``"organization_events"`` or ``"tenant_events"``.
-    :param tenant: the tenant of ``"tenant_events"`` (resolved by the sensor before it defers).
+    :param source: ``"classic"``, ``"organization_events"``, ``"tenant_events"`` or ``"orchestrator"``.
+    :param tenant: the tenant of ``"tenant_events"`` or ``"orchestrator"`` (resolved by the sensor before
+        it defers; None for a standalone Orchestrator).
     :param newer_than: fire when the newest ``createdOn`` is later than this ISO-8601 timestamp.
     :param poke_interval: seconds between requests.
     :param deadline: POSIX time (seconds) after which the trigger fires ``"timeout"``; None to wait forever.
@@ -307,9 +369,9 @@ class AuditLogsNewEntriesTrigger(BaseTrigger):
         deadline: float | None = None,
     ) -> None:
         super().__init__()
-        if source != "classic" and source not in SOURCE_LEVELS:
+        if source not in ("classic", ORCHESTRATOR_SOURCE) and source not in SOURCE_LEVELS:
             raise OrchestratorConfigError(
-                f"source must be 'classic', 'organization_events' or 'tenant_events', got {source!r}"
+                f"source must be 'classic', 'organization_events', 'tenant_events' or 'orchestrator', got {source!r}"
             )
         if source == "tenant_events" and not tenant:
             raise OrchestratorConfigError("source='tenant_events' needs a tenant")
@@ -342,14 +404,9 @@ class AuditLogsNewEntriesTrigger(BaseTrigger):
         """The async hook; one HTTP connection is plenty for one request per interval."""
         return OrchestratorAuditAsyncHook(self.orchestrator_conn_id, max_connections=1)
 
-    async def newest(self) -> AuditLogEntry | AuditEvent | None:
+    async def newest(self) -> AuditLogEntry | AuditEvent | OrchestratorAuditEntry | None:
         """The source's newest entry now, or None when it holds none."""
-        if self.source == "classic":
-            return newest_of(await self.hook.get_audit_logs(top=1, sort_by="createdOn", sort_order="desc"))
-        page = await self.hook.get_audit_events(
-            SOURCE_LEVELS[self.source], tenant=self.tenant, max_count=NEWEST_PROBE_COUNT
-        )
-        return newest_of(page)
+        return newest_of(await probe_newest(self.hook, self.source, self.tenant))
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll until the newest entry is new, the deadline passes or a request fails; then fire once."""
