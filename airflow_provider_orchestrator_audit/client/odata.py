@@ -300,6 +300,7 @@ def parse_orchestrator_page(body: bytes) -> OrchestratorAuditPage:
             head = _HEAD.decode(span)
             text = str(span, "utf-8")
         except (msgspec.MsgspecError, ValueError):
+            _explain_text(body)  # bytes that are not UTF-8 (or not JSON) were damaged on the way
             raise PageFormatError(f"value[{position}]: must be an object") from None
         entry_id = entry_id_of(head.Id)
         if entry_id is None:
@@ -328,18 +329,23 @@ def _count(span: msgspec.Raw | None) -> int | None:
     return value
 
 
-def _explain(body: bytes) -> OrchestratorAuditPage:
-    """A body msgspec refused: say why, on Python's json (which also tells damaged text from another shape)."""
+def _explain_text(body: bytes) -> Any:
+    """The body as JSON; :class:`PageFormatError` (``damaged`` when it is not JSON text at all) when it is not."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as error:
         raise PageFormatError(f"not valid JSON: the body is not UTF-8 ({error})", damaged=True) from None
     try:
-        document = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as error:
         raise PageFormatError(
             f"not valid JSON: {error.msg} at position {error.pos}", damaged=not is_json(text)
         ) from None
+
+
+def _explain(body: bytes) -> OrchestratorAuditPage:
+    """A body msgspec refused: say why, on Python's json (which also tells damaged text from another shape)."""
+    document = _explain_text(body)
     if not isinstance(document, dict):
         raise PageFormatError(f"must be a JSON object, got {type(document).__name__}")
     if not isinstance(document.get("value"), list):
