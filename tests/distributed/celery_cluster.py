@@ -53,7 +53,7 @@ class Component:
             cwd=self.home,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own group: a signal to it reaches every process it forked
+            start_new_session=True,  # its own group, for its forked processes (tasks have their own: kill_tree)
         )
 
     def running(self) -> bool:
