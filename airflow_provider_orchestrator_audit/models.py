@@ -8,7 +8,6 @@ They are strict about what the export depends on: ``totalCount`` and a parseable
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from datetime import datetime
 from types import MappingProxyType
@@ -22,8 +21,21 @@ from airflow_provider_orchestrator_audit.timestamps import Ticks, TimestampError
 __all__ = ["AuditLogEntry", "AuditLogPage", "TokenGrant"]
 
 
-# Characters that may not appear raw in an output line (JSON strings can hold U+2028/U+2029 raw).
-_BREAKS = re.compile("[\n\r\u2028\u2029]")
+def one_line(source: str) -> str | None:
+    """
+    ``source``, the JSON text of an entry, fit to be one output line, or None if only re-encoding can do that.
+
+    Raw U+2028 and U+2029 can only stand inside JSON strings, where ``\\u2028`` and ``\\u2029`` mean the same:
+    they are escaped and the rest of the text kept. Raw line feeds and carriage returns stand between tokens
+    (a pretty-printed response): such text is not kept.
+    """
+    if "\n" in source or "\r" in source:
+        return None
+    if "\u2028" in source or "\u2029" in source:
+        return source.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return source
+
+
 # One encoder, built once: json.dumps() with options builds a new one on every call, 3x slower.
 _LINE_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
@@ -51,7 +63,8 @@ class AuditLogEntry:
     :raises ValueError: when ``createdOn`` is missing or not a timestamp.
     """
 
-    __slots__ = ("_raw", "_source", "_ticks")
+    # The line is kept as UTF-8 bytes, as it came in and as it goes out: no text object per entry.
+    __slots__ = ("_line", "_raw", "_ticks")
 
     def __init__(self, raw: dict[str, Any], source: str | None = None) -> None:
         created_on = raw.get("createdOn")
@@ -62,23 +75,24 @@ class AuditLogEntry:
         except TimestampError as exc:
             raise ValueError(f"createdOn is not a timestamp: {exc}") from None
         # A pretty-printed response has line breaks between tokens: such text cannot be one line.
-        self._source = source if source is not None and not _BREAKS.search(source) else None
+        line = one_line(source) if source is not None else None
+        self._line = line.encode("utf-8") if line is not None else None
         # With its text at hand the entry drops the decoded object (three times the memory) and decodes
         # it again only if asked: pages in flight then cost little more than their bytes.
-        self._raw: dict[str, Any] | None = raw if self._source is None else None
+        self._raw: dict[str, Any] | None = raw if line is None else None
 
     @classmethod
-    def from_line(cls, source: str, ticks: Ticks) -> AuditLogEntry:
+    def from_line(cls, line: bytes, ticks: Ticks) -> AuditLogEntry:
         """
         An entry from its exact JSON text, already checked by the caller, without decoding it here.
 
-        :param source: the JSON text of an object with a ``createdOn``, holding none of ``\\n``, ``\\r``,
-            U+2028 and U+2029: it is written out as it is.
+        :param line: the UTF-8 JSON text of an object with a ``createdOn``, holding none of ``\\n``, ``\\r``,
+            U+2028 and U+2029 (see :func:`one_line`): it is written out as it is.
         :param ticks: that ``createdOn``, parsed.
         """
         entry = cls.__new__(cls)
         entry._ticks = ticks
-        entry._source = source
+        entry._line = line
         entry._raw = None
         return entry
 
@@ -92,7 +106,7 @@ class AuditLogEntry:
 
     def _fields(self) -> dict[str, Any]:
         if self._raw is None:
-            self._raw = json.loads(self._source)  # type: ignore[arg-type]  # set whenever _raw is not
+            self._raw = json.loads(self._line)  # type: ignore[arg-type]  # set whenever _raw is not
         return self._raw
 
     @property
@@ -131,12 +145,16 @@ class AuditLogEntry:
         U+2028 and U+2029 are escaped: JSON allows them raw, but many line readers (Python's
         ``str.splitlines`` among them) would split a record there.
         """
-        if self._source is not None:
-            return self._source  # the server's own text: valid JSON, one line, nothing re-encoded
+        if self._line is not None:
+            return self._line.decode("utf-8")  # the server's own text: valid JSON, one line, nothing re-encoded
         text = _LINE_ENCODER.encode(self._fields())
         if "\u2028" in text or "\u2029" in text:
             text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
         return text
+
+    def to_json_bytes(self) -> bytes:
+        """:meth:`to_json` as UTF-8, the form the export writes (for the server's own text, without a copy)."""
+        return self._line if self._line is not None else self.to_json().encode("utf-8")
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, AuditLogEntry) and self._fields() == other._fields()

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from airflow_provider_orchestrator_audit.models import AuditLogEntry, AuditLogPage
+from airflow_provider_orchestrator_audit.models import AuditLogEntry, AuditLogPage, one_line
 from airflow_provider_orchestrator_audit.timestamps import Ticks, parse_timestamp
 
 __all__ = ["JSON_DECODER", "PageFormatError", "expect_char", "is_json", "parse_page", "scan_records", "skip_whitespace"]
@@ -96,6 +96,9 @@ def _read_page(body: bytes) -> AuditLogPage | None:
         spans = _SPANS.decode(results_span)
         heads = _HEADS.decode(results_span)
         may_break = _LINE_BREAKS.search(results_span) is not None
+        # An all-ASCII body is valid UTF-8; otherwise each entry that is not ASCII is checked on its own
+        # (decoding the whole body at once builds a wide string: more work than the entries' few checks).
+        ascii_only = bytes(results_span).isascii()
         entries: list[AuditLogEntry] = []
         append, from_line = entries.append, AuditLogEntry.from_line
         for head, span in zip(heads, spans, strict=True):
@@ -103,11 +106,17 @@ def _read_page(body: bytes) -> AuditLogPage | None:
             if type(created_on) is not str:
                 return None
             ticks = _created_on_ticks(created_on)
-            text = str(span, "utf-8")
-            if may_break and ("\u2028" in text or "\u2029" in text or "\n" in text or "\r" in text):
-                append(AuditLogEntry(json.loads(text), text))  # as the scanner keeps it
-            else:
-                append(from_line(text, ticks))
+            line = bytes(span)
+            if not ascii_only and not line.isascii():
+                str(line, "utf-8")  # raises on a byte sequence that is not UTF-8
+            if may_break and (b"\n" in line or b"\r" in line or b"\xe2\x80\xa8" in line or b"\xe2\x80\xa9" in line):
+                text = str(line, "utf-8")
+                one = one_line(text)
+                if one is None:  # pretty-printed: decoded and written again, as the scanner keeps it
+                    append(AuditLogEntry(json.loads(text), text))
+                    continue
+                line = one.encode("utf-8")  # raw U+2028/U+2029 escaped, the rest as sent
+            append(from_line(line, ticks))
     except (msgspec.MsgspecError, ValueError, RecursionError):
         return None
     return AuditLogPage.model_construct(total_count=total_count, results=entries)

@@ -167,6 +167,8 @@ class WindowReader:
                             future.cancel()
                         in_flight.clear()
                     yield from self._consume(page, stitcher)
+                    if lower is None:
+                        plan.stop = self._likely_stop(page, plan.stop)
                     if replan:
                         plan = _Plan(stitcher.anchor_offset, self.page_size, plan.stop)
                     progress.maybe_log()
@@ -200,6 +202,26 @@ class WindowReader:
             upper.probes + lower.probes,
         )
         return lower
+
+    def _likely_stop(self, page: FetchedPage[AuditLogEntry], stop: int | None) -> int | None:
+        """
+        Until the lower edge is located: where the window probably ends, so that a slow lower search (a retried
+        probe, say) does not send pages far past it. A page that reaches before window_start ends it; otherwise
+        the rate of entries on the page read last extrapolates to window_start, with a quarter and a page to
+        spare. Too short an estimate only costs time: the reader then goes on one page at a time until the
+        search ends.
+        """
+        entries = page.entries
+        if len(entries) < 2:
+            return stop
+        newest, oldest = entries[0].created_on_ticks, entries[-1].created_on_ticks
+        end = page.offset + len(entries)
+        if oldest < self.window.start:
+            return end
+        if newest <= oldest:  # one createdOn: no rate to go by
+            return stop
+        remaining = (oldest - self.window.start) * (len(entries) - 1) // (newest - oldest)
+        return end + remaining + remaining // 4 + self.page_size
 
     def _adopt_page_size(self, first: FetchedPage[AuditLogEntry]) -> bool:
         """

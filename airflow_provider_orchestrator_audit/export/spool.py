@@ -20,6 +20,9 @@ class JsonRecord(Protocol):
 
 
 COMPRESSIONS = (None, "gzip")
+#: zlib's level for ``compression="gzip"``: gzip's own default. Level 9 costs about twice the CPU for objects
+#: only ~8% smaller on audit lines; compressing is the largest share of a gzip export's own CPU.
+GZIP_LEVEL = 6
 
 
 @dataclass
@@ -34,6 +37,15 @@ class SpooledPart:
     def path(self) -> str:
         """The file's path, for uploads that read it part by part."""
         return str(self.file.name)
+
+
+def _utf8_lines(records: list[JsonRecord]) -> bytes:
+    """The records' lines, each ending in a newline, as UTF-8."""
+    kinds = {type(record) for record in records}
+    if len(kinds) == 1 and hasattr(kinds.pop(), "to_json_bytes"):
+        # Audit entries keep the server's UTF-8 text: joined as it is, with no text object per line.
+        return b"\n".join([record.to_json_bytes() for record in records]) + b"\n"  # type: ignore[attr-defined]
+    return ("\n".join([record.to_json() for record in records]) + "\n").encode("utf-8")
 
 
 class JsonLinesSpool:
@@ -71,8 +83,7 @@ class JsonLinesSpool:
                 self._start_part()
             assert self._writer is not None
             room = len(batch) - start if limit is None else min(limit - self._part_records, len(batch) - start)
-            lines = [entry.to_json() for entry in batch[start : start + room]]
-            self._writer.write(("\n".join(lines) + "\n").encode("utf-8"))
+            self._writer.write(_utf8_lines(batch[start : start + room]))
             self._part_records += room
             self.records += room
             start += room
@@ -110,7 +121,9 @@ class JsonLinesSpool:
         raw: IO[bytes] = tempfile.NamedTemporaryFile(mode="w+b", prefix="audit-logs-", suffix=".part")
         self._raw = raw
         # mtime=0 and no file name: the same entries always give the same bytes (and ETag).
-        self._writer = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") if self.compression else raw
+        self._writer = raw
+        if self.compression:
+            self._writer = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=GZIP_LEVEL, mtime=0, filename="")
         self._part_records = 0
 
     def _finish_part(self) -> None:
