@@ -20,6 +20,7 @@ from types import FrameType
 
 from airflow_provider_orchestrator_audit.testing.dataset import AuditDataset
 from airflow_provider_orchestrator_audit.testing.events_dataset import DEFAULT_TENANTS, EventsDataset, ListingSwitches
+from airflow_provider_orchestrator_audit.testing.orchestrator_dataset import OdataSwitches, OrchestratorDataset
 from airflow_provider_orchestrator_audit.testing.server import LocalOrchestratorServer
 
 __all__ = ["build_parser", "main"]
@@ -168,6 +169,38 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument(
         "--event-late-per-request", type=_non_negative_int, default=0, help="late-recorded events per events request"
     )
+    odata = serve.add_argument_group("Orchestrator's own audit log ({org}/{tenant}/orchestrator_/odata/AuditLogs)")
+    odata.add_argument(
+        "--orchestrator-entries",
+        type=_non_negative_int,
+        default=1000,
+        help="entries per tenant, from 2026-01-01 (default: %(default)s)",
+    )
+    odata.add_argument(
+        "--orchestrator-entries-per-hour",
+        type=float,
+        default=3600,
+        help="mean rate of each tenant's log (default: %(default)s)",
+    )
+    odata.add_argument(
+        "--orchestrator-fraction-digits",
+        type=int,
+        choices=(0, 3, 7),
+        default=7,
+        help="digits of ExecutionTime stored and written (default: %(default)s)",
+    )
+    odata.add_argument(
+        "--orchestrator-cache-size",
+        type=_positive_int,
+        default=65_536,
+        help="entries whose JSON text is kept (default: %(default)s)",
+    )
+    odata.add_argument(
+        "--orchestrator-page-cap",
+        type=_positive_int,
+        default=1000,
+        help="the most entries a page holds, whatever $top asks (default: %(default)s)",
+    )
     return parser
 
 
@@ -232,6 +265,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             ),
             event_arrivals_per_request=args.event_arrivals_per_request,
             event_late_per_request=args.event_late_per_request,
+            orchestrator_audit=OrchestratorDataset(
+                size=args.orchestrator_entries,
+                tenants=tuple(name.strip() for name in args.tenants.split(",") if name.strip()),
+                seed=args.seed,
+                entries_per_hour=args.orchestrator_entries_per_hour,
+                cache_size=args.orchestrator_cache_size,
+            ),
+            odata_switches=OdataSwitches(
+                fraction_digits=args.orchestrator_fraction_digits, page_size_cap=args.orchestrator_page_cap
+            ),
         )
         server.start()
     except (ValueError, OSError) as exc:
@@ -253,6 +296,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  audit events: GET {server.events_url()}  (organization)")
     for tenant in server.events.tenants:
         print(f"                GET {server.events_url(tenant)}  (tenant; set the connection extra 'tenant')")
+    for tenant in server.orchestrator_audit.tenants:
+        print(f"  Orchestrator audit log: GET {server.orchestrator_audit_url(tenant)}  (source='orchestrator')")
+    print(f"  standalone form:        GET {server.orchestrator_audit_url()}  ({server.standalone_tenant})")
     print("Press Ctrl-C to stop.", flush=True)
     try:
         # A timed wait, so the signal handler's set() is noticed promptly on every platform.

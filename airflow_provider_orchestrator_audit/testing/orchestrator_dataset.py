@@ -27,6 +27,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import lru_cache
 from json.encoder import encode_basestring
 from typing import Any
 
@@ -115,6 +116,7 @@ class OrchestratorDataset:
     :param start: ``ExecutionTime`` of entry 0, in ticks.
     :param entries_per_hour: mean rate of each tenant's log.
     :param tie_probability: chance that a block of 4 entries shares one ``ExecutionTime``.
+    :param cache_size: entries whose JSON text is kept, so pages served repeatedly are cheap.
     """
 
     def __init__(
@@ -126,6 +128,7 @@ class OrchestratorDataset:
         start: Ticks = _DEFAULT_START,
         entries_per_hour: float = 3600,
         tie_probability: float = 0.1,
+        cache_size: int = 65_536,
     ) -> None:
         if not entries_per_hour > 0:
             raise ValueError(f"entries_per_hour must be > 0, got {entries_per_hour}")
@@ -141,6 +144,7 @@ class OrchestratorDataset:
         sizes = size if isinstance(size, dict) else dict.fromkeys(self.tenants, size)
         self._logs = {name: _TenantLog(sizes.get(name, 0)) for name in self.tenants}
         self._lock = threading.Lock()
+        self._cached_json = lru_cache(maxsize=cache_size)(self._render)
 
     # --- changing the logs ----------------------------------------------------------------------
 
@@ -205,6 +209,9 @@ class OrchestratorDataset:
 
     def entry_json(self, tenant: str, entry_id: int, execution_time: str, expand_entities: bool) -> str:
         """Entry ``entry_id`` of a tenant as the server's JSON text, with its ``ExecutionTime`` text."""
+        return self._cached_json(tenant, entry_id, execution_time, expand_entities)
+
+    def _render(self, tenant: str, entry_id: int, execution_time: str, expand_entities: bool) -> str:
         h = _mix((self._body_keys[tenant] + entry_id * _GOLDEN) & _MASK64)
         service, method, action, component, entity, operation = _ACTIONS[h % len(_ACTIONS)]
         user, user_type = _USERS[(h >> 8) % len(_USERS)]
