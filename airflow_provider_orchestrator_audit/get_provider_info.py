@@ -25,12 +25,14 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
     "tenant": {
         "label": "Tenant",
         "description": "The tenant name that follows the organization in your Orchestrator URL: 'DefaultTenant' "
-        "for https://cloud.uipath.com/acme/DefaultTenant. Default tenant of source='tenant_events'; optional.",
+        "for https://cloud.uipath.com/acme/DefaultTenant. Default tenant of source='tenant_events' and "
+        "source='orchestrator'; optional.",
         "schema": {"type": _NULLABLE_STRING},
     },
     "scope": {
         "label": "Scope",
-        "description": "OAuth2 scopes to request, space separated.",
+        "description": "OAuth2 scopes to request, space separated, for every source. PM.Audit.Read (the default) "
+        "lets each source ask for its own: PM.Audit.Read, or OR.Audit.Read for source='orchestrator'.",
         "schema": {"type": _NULLABLE_STRING, "default": "PM.Audit.Read"},
     },
     "token_url": {

@@ -41,7 +41,8 @@ class ConnectionSettings:
     :param verify: verify TLS certificates (bool) or the path of a CA bundle.
     :param timeout: seconds for connecting and for each read.
     :param tenant: the default tenant (extra ``tenant``) for tenant-level audit events.
-    :param scope_pinned: the connection's extra ``scope`` is set: every request asks for exactly it.
+    :param scope_pinned: the connection's extra ``scope`` is set to other than :data:`DEFAULT_SCOPE`: every
+        request asks for exactly it.
     :param orchestrator_url: a standalone Orchestrator's URL (extra ``orchestrator_url``): its audit log is
         ``{orchestrator_url}/odata/AuditLogs``, with no ``{org}/{tenant}/orchestrator_`` prefix.
     """
@@ -126,7 +127,8 @@ class ConnectionSettings:
             verify=_verify(_extra_value(extra, "verify")),
             timeout=_timeout(_extra_value(extra, "timeout"), problem),
             tenant=str(_extra_value(extra, "tenant") or "").strip().strip("/") or None,
-            scope_pinned=bool(pinned_scope),
+            # The connection form fills in the default: only another value pins the scope of every source.
+            scope_pinned=bool(pinned_scope) and pinned_scope != DEFAULT_SCOPE,
             orchestrator_url=orchestrator_url,
         )
 

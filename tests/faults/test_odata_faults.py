@@ -117,7 +117,7 @@ def test_a_token_without_the_scope_fails_with_advice_and_no_secret_shown(
 ):
     # The connection pins the platform's scope: the token is granted, and Orchestrator refuses it.
     conn = orchestrator.airflow_connection(tenant="Finance")
-    conn["extra"]["scope"] = "PM.Audit.Read"
+    conn["extra"]["scope"] = "PM.Audit"
     conn_id = set_connection(monkeypatch, "odata_pinned_pm", conn)
     run = run_export("odata_403_scope", scenario(conn_id, bucket))
     assert_failed_cleanly(
@@ -131,7 +131,7 @@ def test_a_token_without_the_scope_fails_with_advice_and_no_secret_shown(
         "External Applications",
         "extra 'scope'",
     )
-    assert orchestrator.token_scopes == ("PM.Audit.Read",)
+    assert orchestrator.token_scopes == ("PM.Audit",)
     test_secrets.assert_never_shown([client_secret, *orchestrator.issued_tokens], task_logs, run)
 
 

@@ -166,8 +166,11 @@ def test_a_tenant_is_required_before_any_request(orchestrator, orchestrator_conn
     assert "source='orchestrator' needs a tenant" in str(run.error) and orchestrator.stats.audit_requests == 0
 
 
-def test_one_hook_caches_a_token_per_scope(orchestrator, finance_conn):
-    hook = OrchestratorAuditHook(finance_conn)
+def test_one_hook_caches_a_token_per_scope(orchestrator, monkeypatch):
+    # The connection form fills in scope PM.Audit.Read: that default does not pin the scope of every source.
+    conn = orchestrator.airflow_connection(tenant=TENANT)
+    conn["extra"]["scope"] = "PM.Audit.Read"
+    hook = OrchestratorAuditHook(set_connection(monkeypatch, "form_default_scope", conn))
     try:
         for _ in range(2):
             assert hook.get_audit_logs(top=1).total_count > 0

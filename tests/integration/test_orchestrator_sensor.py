@@ -71,7 +71,7 @@ def test_new_entries_sensor_returns_the_newest_execution_time(orchestrator, fina
 def test_a_token_without_or_audit_read_fails_with_advice(orchestrator, finance_conn):
     orchestrator.granted_scopes = ("PM.Audit.Read", "PM.Audit", "OR.Audit.Read")
     conn = orchestrator.airflow_connection(tenant=TENANT)
-    conn["extra"]["scope"] = "PM.Audit.Read"
+    conn["extra"]["scope"] = "PM.Audit"
     with pytest.MonkeyPatch.context() as patch:
         pinned = set_connection(patch, "pinned_pm", conn)
         with pytest.raises(OrchestratorAuthError, match=r"OR\.Audit\.Read.*client id 'local-client'.*extra 'scope'"):
