@@ -385,19 +385,34 @@ class OdataListing:
         cap = min(self.switches.page_size_cap, MAX_TOP)
         take = cap if query.top is None else min(query.top, cap)
         (name, descending), *_ = query.orderby
+        if name == "Id":
+            # Ordered by Id, $skip is a seek (as an index makes it in a database), not a walk.
+            stop = min(count, query.skip + take)
+            return count, [self._by_id(k, low, high, extra, descending) for k in range(query.skip, stop)]
         initial = ((FIRST_ID + index, dataset.ticks(index)) for index in range(low, high))
         if descending:
             initial = ((FIRST_ID + index, dataset.ticks(index)) for index in range(high - 1, low - 1, -1))
             extra.reverse()
-        if name == "Id":
-            ordered: Iterator[tuple[int, Ticks]] = itertools.chain(initial, extra)
-            if descending:
-                ordered = itertools.chain(extra, initial)
-        else:
-            # Ties in ExecutionTime fall back to Id, in the same direction.
-            extra.sort(key=lambda row: (row[1] // resolution, row[0]), reverse=descending)
-            ordered = heapq.merge(initial, extra, key=lambda row: (row[1] // resolution, row[0]), reverse=descending)
+        # Ties in ExecutionTime fall back to Id, in the same direction.
+        extra.sort(key=lambda row: (row[1] // resolution, row[0]), reverse=descending)
+        ordered: Iterator[tuple[int, Ticks]] = heapq.merge(
+            initial, extra, key=lambda row: (row[1] // resolution, row[0]), reverse=descending
+        )
         return count, list(itertools.islice(ordered, query.skip, query.skip + take))
+
+    def _by_id(
+        self, position: int, low: int, high: int, extra: list[tuple[int, Ticks]], descending: bool
+    ) -> tuple[int, Ticks]:
+        """The entry at ``position`` of the matches in Id order: the initial range, then those recorded since."""
+        if descending:
+            if position < len(extra):
+                return extra[-1 - position]
+            index = high - 1 - (position - len(extra))
+        else:
+            if position >= high - low:
+                return extra[position - (high - low)]
+            index = low + position
+        return FIRST_ID + index, self.dataset.ticks(index)
 
     def _parse(self, params: dict[str, str]) -> _Query:
         query = _Query()

@@ -179,3 +179,17 @@ def test_one_hook_caches_a_token_per_scope(orchestrator, monkeypatch):
         hook.close()
     assert orchestrator.token_scopes == ("PM.Audit.Read", "OR.Audit.Read")
     assert orchestrator.stats.audit_requests == 4
+
+
+def test_lineage_names_the_odata_endpoint(orchestrator, finance_conn, bucket):
+    from airflow_provider_orchestrator_audit.compat import get_hook_lineage_collector
+    from airflow_provider_orchestrator_audit.transfers.audit_logs_to_s3 import AuditLogsToS3Operator
+
+    collector = get_hook_lineage_collector()
+    operator = AuditLogsToS3Operator(
+        task_id="export", orchestrator_conn_id=finance_conn, s3_bucket=bucket, source="orchestrator",
+        window_start=WINDOW[0], window_end=WINDOW[1], s3_key="l.jsonl",
+    )  # fmt: skip
+    operator.execute({})
+    inputs = {asset.asset.uri for asset in collector.collected_assets.inputs}
+    assert f"{orchestrator.url}/acme/Finance/orchestrator_/odata/AuditLogs" in inputs
