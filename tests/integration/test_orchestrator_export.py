@@ -193,3 +193,13 @@ def test_lineage_names_the_odata_endpoint(orchestrator, finance_conn, bucket):
     operator.execute({})
     inputs = {asset.asset.uri for asset in collector.collected_assets.inputs}
     assert f"{orchestrator.url}/acme/Finance/orchestrator_/odata/AuditLogs" in inputs
+
+
+def test_bad_arguments_fail_the_dag_import_naming_the_task():
+    from airflow_provider_orchestrator_audit.sensors.audit_logs import AuditLogsTotalCountSensor
+    from airflow_provider_orchestrator_audit.transfers.audit_logs_to_s3 import AuditLogsToS3Operator
+
+    with pytest.raises(ValueError, match=r"export: page_size is \$top for source='orchestrator': at most 1000"):
+        AuditLogsToS3Operator(task_id="export", s3_bucket="b", source="orchestrator", page_size=1001)
+    with pytest.raises(ValueError, match="wait: source must be 'classic' or 'orchestrator'"):
+        AuditLogsTotalCountSensor(task_id="wait", source="tenant_events")
