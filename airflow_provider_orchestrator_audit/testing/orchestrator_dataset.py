@@ -145,6 +145,8 @@ class OrchestratorDataset:
         self._logs = {name: _TenantLog(sizes.get(name, 0)) for name in self.tenants}
         self._lock = threading.Lock()
         self._cached_json = lru_cache(maxsize=cache_size)(self._render)
+        self._cached_ticks = lru_cache(maxsize=cache_size)(self._ticks)
+        self._cached_bytes = lru_cache(maxsize=cache_size)(self._encoded)
 
     # --- changing the logs ----------------------------------------------------------------------
 
@@ -179,6 +181,9 @@ class OrchestratorDataset:
 
     def ticks(self, index: int) -> Ticks:
         """``ExecutionTime`` of entry ``index`` of the initial log (the same in every tenant), full precision."""
+        return self._cached_ticks(index)
+
+    def _ticks(self, index: int) -> Ticks:
         leader = index
         if self._tie_threshold and (_mix((self._tie_key + index // _TIE_BLOCK) & _MASK64) >> 40) < self._tie_threshold:
             leader = index - index % _TIE_BLOCK
@@ -210,6 +215,13 @@ class OrchestratorDataset:
     def entry_json(self, tenant: str, entry_id: int, execution_time: str, expand_entities: bool) -> str:
         """Entry ``entry_id`` of a tenant as the server's JSON text, with its ``ExecutionTime`` text."""
         return self._cached_json(tenant, entry_id, execution_time, expand_entities)
+
+    def entry_bytes(self, tenant: str, entry_id: int, execution_time: str, expand_entities: bool) -> bytes:
+        """:meth:`entry_json` encoded as UTF-8 (the simulator's CPU is not the exporter's: encoded once)."""
+        return self._cached_bytes(tenant, entry_id, execution_time, expand_entities)
+
+    def _encoded(self, tenant: str, entry_id: int, execution_time: str, expand_entities: bool) -> bytes:
+        return self._cached_json(tenant, entry_id, execution_time, expand_entities).encode("utf-8")
 
     def _render(self, tenant: str, entry_id: int, execution_time: str, expand_entities: bool) -> str:
         h = _mix((self._body_keys[tenant] + entry_id * _GOLDEN) & _MASK64)
@@ -280,6 +292,10 @@ class OdataSwitches:
 
     def format(self, ticks: Ticks) -> str:
         """An ``ExecutionTime`` as the server writes it."""
+        return _formatted(self.fraction_digits, self.trim_fraction, self.offset, ticks)
+
+    def format_uncached(self, ticks: Ticks) -> str:
+        """:meth:`format`, computed."""
         shift = 0 if self.offset in ("Z", "+00:00", "-00:00") else _offset_ticks(self.offset)
         seconds, fraction = divmod(ticks // self.resolution * self.resolution + shift, TICKS_PER_SECOND)
         days, second_of_day = divmod(seconds, 86_400)
@@ -290,6 +306,12 @@ class OdataSwitches:
         if self.trim_fraction:
             digits = digits.rstrip("0")
         return text + ("." + digits if digits else "") + self.offset
+
+
+# The simulator's CPU is not the exporter's: a page served again costs lookups, not formatting.
+@lru_cache(maxsize=1 << 18)
+def _formatted(fraction_digits: int, trim_fraction: bool, offset: str, ticks: Ticks) -> str:
+    return OdataSwitches(fraction_digits, trim_fraction, offset).format_uncached(ticks)
 
 
 def _offset_ticks(offset: str) -> Ticks:
@@ -352,14 +374,14 @@ class OdataListing:
         count, rows = self._select(tenant, query)
         if switches.short_pages and len(rows) > 1 and query.skip + len(rows) < count:
             rows = rows[: max(1, len(rows) // 2 - serial % 3)]
-        value = ",".join(
-            self.dataset.entry_json(tenant, entry_id, switches.format(ticks), query.expand) for entry_id, ticks in rows
+        value = b",".join(
+            self.dataset.entry_bytes(tenant, entry_id, switches.format(ticks), query.expand) for entry_id, ticks in rows
         )
         head = {"@odata.context": context + "/odata/$metadata#AuditLogs" + ("(Entities())" if query.expand else "")}
         if query.count:
             head["@odata.count"] = count  # type: ignore[assignment]
-        text = json.dumps(head, separators=(",", ":"))[:-1] + ',"value":[' + value + "]}"
-        return OdataAnswer(200, text.encode("utf-8"))
+        start = json.dumps(head, separators=(",", ":"))[:-1] + ',"value":['
+        return OdataAnswer(200, start.encode("utf-8") + value + b"]}")
 
     def _select(self, tenant: str, query: _Query) -> tuple[int, list[tuple[int, Ticks]]]:
         """How many entries match, and the page of them ``$orderby``, ``$skip`` and ``$top`` ask for."""
