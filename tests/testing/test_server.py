@@ -71,7 +71,7 @@ def test_token_success(client: httpx.Client, path: str) -> None:
 def test_token_with_basic_auth_and_all_scopes(client: httpx.Client) -> None:
     reply = client.post(TOKEN, data={"grant_type": "client_credentials"}, auth=("local-client", "local-secret"))
     assert reply.status_code == 200
-    assert reply.json()["scope"] == "PM.Audit.Read PM.Audit"
+    assert reply.json()["scope"] == "PM.Audit.Read PM.Audit OR.Audit.Read OR.Audit"
 
 
 @pytest.mark.parametrize(
