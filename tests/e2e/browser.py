@@ -40,6 +40,14 @@ def screenshot(page: Any, name: str) -> Path:
     return path
 
 
+def keep_log(cluster: Any, name: str) -> Path:
+    """Keep what the Airflow components printed as a test artifact (the cluster's home is removed)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / name
+    shutil.copy(cluster.log_path, path)
+    return path
+
+
 def sign_in(page: Any, url: str, user: str, password: str) -> None:
     """The simple auth manager's sign-in form."""
     page.goto(f"{url}/")

@@ -20,7 +20,7 @@ import pytest
 
 from airflow_provider_orchestrator_audit.testing import AuditDataset, LocalOrchestratorServer
 from tests.e2e.airflow_cluster import ADMIN_USER, Airflow2Cluster
-from tests.e2e.browser import CHROMIUM_ARGS, chromium_path, screenshot, sign_in_fab
+from tests.e2e.browser import CHROMIUM_ARGS, chromium_path, keep_log, screenshot, sign_in_fab
 from tests.e2e.scenarios import EXTRA_LABELS, FORM_LABELS, check_the_sensor_defers_and_resumes, write_sensor_dag
 
 pytestmark = pytest.mark.timeout(600)
@@ -43,6 +43,7 @@ def airflow(orchestrator, tmp_path_factory) -> Iterator[Airflow2Cluster]:
     cluster = Airflow2Cluster([sensor_dag], {})
     with cluster:
         yield cluster
+    keep_log(cluster, "airflow2-ui-standalone.log")
     cluster.remove()
 
 

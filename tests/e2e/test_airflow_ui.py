@@ -22,7 +22,7 @@ import pytest
 from airflow_provider_orchestrator_audit.compat import AIRFLOW_V_3_1_PLUS, AIRFLOW_V_3_2_PLUS
 from airflow_provider_orchestrator_audit.testing import AuditDataset, LocalOrchestratorServer
 from tests.e2e.airflow_cluster import ADMIN_USER, AirflowCluster
-from tests.e2e.browser import CHROMIUM_ARGS, chromium_path, pick_datetime, screenshot, sign_in
+from tests.e2e.browser import CHROMIUM_ARGS, chromium_path, keep_log, pick_datetime, screenshot, sign_in
 from tests.e2e.scenarios import EXTRA_LABELS, FORM_LABELS, check_the_sensor_defers_and_resumes, write_sensor_dag
 from tests.integration.test_export import canonical, expected_lines, read_objects
 
@@ -64,6 +64,7 @@ def airflow(orchestrator, s3_server, export_bucket, tmp_path_factory) -> Iterato
     with cluster:
         cluster.wait_for_dag(DAG_ID)
         yield cluster
+    keep_log(cluster, "airflow-ui-standalone.log")
     cluster.remove()
 
 
@@ -200,7 +201,11 @@ def wait_for_runs(airflow: AirflowCluster, count: int, timeout: float = 420.0) -
         if states.count("success") >= count:
             return runs
         time.sleep(2)
-    raise TimeoutError(f"runs after {timeout:.0f} s: {[(r['run_id'], r['state']) for r in runs]}")
+    paused = airflow.api(f"dags/{DAG_ID}")["is_paused"]
+    raise TimeoutError(
+        f"runs after {timeout:.0f} s (DAG paused: {paused}): {[(r['dag_run_id'], r['state']) for r in runs]}\n"
+        f"{airflow.log_tail(120)}"
+    )
 
 
 def wait_for_backfill_to_complete(airflow: AirflowCluster, timeout: float = 60.0) -> None:
@@ -275,8 +280,21 @@ def test_a_backfill_of_three_hours_started_in_the_ui_exports_each_hour_once(
     dialog.get_by_text("3 runs will be triggered").wait_for()
     dialog.get_by_role("spinbutton").fill("3")  # Max Active Runs: the hours are independent
     dialog.get_by_text("3 runs will be triggered").wait_for()  # re-checked after the change
+    requests: list[str] = []  # what the dialog sent, for the failure report
+
+    def record(request: Any) -> None:
+        if request.method == "POST" and request.url.endswith("/api/v2/backfills"):
+            requests.append(f"{request.post_data}")
+
+    page.on("request", record)
     dialog.get_by_role("button", name="Run Backfill").click()
     wait_for_backfill_created(page, dialog, airflow)
+    page.remove_listener("request", record)
+    (backfill,) = airflow.api(f"backfills?dag_id={DAG_ID}")["backfills"]
+    assert (backfill["from_date"][:16], backfill["to_date"][:16]) == ("2026-01-01T00:00", "2026-01-01T02:00"), (
+        backfill,
+        requests,
+    )
 
     runs = wait_for_runs(airflow, 3)
     assert sorted(run["logical_date"][:19] for run in runs) == [
