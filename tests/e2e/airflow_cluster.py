@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO, Self
 
 import httpx
+import psutil
 
 ADMIN_USER = "admin"
 
@@ -220,6 +221,9 @@ class AirflowCluster:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self) -> None:
+        # Airflow 2.11's scheduler runs its DAG file processor in a process group of its own, which the
+        # group's signals miss: every descendant is noted before the stop and ended after it.
+        strays = self._descendants()
         if self._process is not None and self._process.poll() is None:
             for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
                 try:
@@ -238,9 +242,23 @@ class AirflowCluster:
             except ProcessLookupError:
                 pass
         self._process = None
+        for process in strays:
+            try:
+                process.kill()  # (psutil checks that the pid still names the same process)
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(strays, timeout=10)
         if self._log is not None:
             self._log.close()
             self._log = None
+
+    def _descendants(self) -> list[psutil.Process]:
+        if self._process is None:
+            return []
+        try:
+            return psutil.Process(self._process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
 
     def remove(self) -> None:
         shutil.rmtree(self.home, ignore_errors=True)
