@@ -129,7 +129,8 @@ class WindowReader:
             # Both edges at once: each search is sequential, but they are independent. Pages need only the
             # upper edge, so they are read while the lower search may still be running.
             lower_future = pool.submit(self._search, window.start)
-            upper = self._search(window.end)
+            seen: list[tuple[int, Ticks]] = []
+            upper = self._search(window.end, seen)
             self.stats.upper_probes = upper.probes
             # Read first where the search puts the last entry at or after window_end (an estimate);
             # repairs start where a probe actually saw one.
@@ -140,7 +141,7 @@ class WindowReader:
                 anchor_total=upper.newer_total,
                 proven_seen_at=upper.proven_newer_at,
             )
-            plan = _Plan(stitcher.anchor_offset, self.page_size)
+            plan = _Plan(stitcher.anchor_offset, self.page_size, self._expected_stop(upper, seen))
             lower: EdgeSearch | None = None
             first = True
             in_flight: deque[Future[FetchedPage[AuditLogEntry]]] = deque()
@@ -203,13 +204,26 @@ class WindowReader:
         )
         return lower
 
+    def _expected_stop(self, upper: EdgeSearch, seen: list[tuple[int, Ticks]]) -> int | None:
+        """
+        Before any page: where the window probably ends, from the rate of entries between the upper search's
+        farthest probes, with a quarter to spare (see :meth:`_likely_stop`); None without two probes
+        that give a rate.
+        """
+        if len(seen) < 2:
+            return None
+        (newest_at, newest), (oldest_at, oldest) = min(seen), max(seen)
+        if oldest_at <= newest_at or newest <= oldest:
+            return None
+        expected = (self.window.end - self.window.start) * (oldest_at - newest_at) // (newest - oldest)
+        return upper.result + expected + expected // 4 + 1
+
     def _likely_stop(self, page: FetchedPage[AuditLogEntry], stop: int | None) -> int | None:
         """
         Until the lower edge is located: where the window probably ends, so that a slow lower search (a retried
         probe, say) does not send pages far past it. A page that reaches before window_start ends it; otherwise
-        the rate of entries on the page read last extrapolates to window_start, with a quarter and a page to
-        spare. Too short an estimate only costs time: the reader then goes on one page at a time until the
-        search ends.
+        the rate of entries on the page read last extrapolates to window_start, with a quarter to spare. Too
+        short an estimate only costs time: the reader then goes on one page at a time until the search ends.
         """
         entries = page.entries
         if len(entries) < 2:
@@ -221,7 +235,7 @@ class WindowReader:
         if newest <= oldest:  # one createdOn: no rate to go by
             return stop
         remaining = (oldest - self.window.start) * (len(entries) - 1) // (newest - oldest)
-        return end + remaining + remaining // 4 + self.page_size
+        return end + remaining + remaining // 4
 
     def _adopt_page_size(self, first: FetchedPage[AuditLogEntry]) -> bool:
         """
@@ -303,11 +317,14 @@ class WindowReader:
             self.stats.total_count = page.total_count
         return FetchedPage(offset, top, page.results, page.total_count, sent_at, received_at)
 
-    def _search(self, bound: Ticks) -> EdgeSearch:
+    def _search(self, bound: Ticks, seen: list[tuple[int, Ticks]] | None = None) -> EdgeSearch:
+        """Locate ``bound``; ``seen`` collects each probe's position and ticks."""
         search = EdgeSearch(bound, tolerance=max(1, self.page_size // 20))
         while (position := search.next_position()) is not None:
             page = self._get(position, 1, "probe")
             ticks = page.entries[0].created_on_ticks if page.entries else None
+            if seen is not None and ticks is not None:
+                seen.append((position, ticks))
             search.observe(Probe(position, ticks, page.total_count, page.received_at))
         return search
 
