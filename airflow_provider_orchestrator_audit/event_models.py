@@ -7,13 +7,9 @@ that is a timestamp (any fraction length).
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from functools import lru_cache
-from types import MappingProxyType
 from typing import Any, Literal
 
 from airflow_provider_orchestrator_audit.timestamps import (
@@ -21,8 +17,8 @@ from airflow_provider_orchestrator_audit.timestamps import (
     Ticks,
     TimestampError,
     parse_timestamp,
-    ticks_to_datetime,
 )
+from airflow_provider_orchestrator_audit.verbatim import VerbatimRecord
 
 __all__ = ["EVENT_LEVELS", "SOURCES", "SOURCE_LEVELS", "AuditEvent", "AuditEventsPage", "EventLevel"]
 
@@ -34,9 +30,6 @@ SOURCES: tuple[str, ...] = ("classic", "organization_events", "tenant_events")
 #: The events level of each event source.
 SOURCE_LEVELS: dict[str, EventLevel] = {"organization_events": "organization", "tenant_events": "tenant"}
 
-# Raw line breaks in JSON text can only sit between tokens (pretty printing): such text is re-encoded.
-_BREAKS = re.compile("[\n\r]")
-_LINE_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 # The events API's usual shape, ``2026-01-31T13:05:12.345Z``: read through a per-minute cache, a few
 # times faster than the general parser, which still takes every other form (and reports errors).
 _UTC_TEXT = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d):([0-5]\d)(?:\.(\d{1,7}))?Z\Z")
@@ -56,7 +49,7 @@ def created_on_ticks(text: str) -> Ticks:
     return _minute_ticks(minute) + int(second) * TICKS_PER_SECOND + int(((fraction or "") + "000000")[:7])
 
 
-class AuditEvent:
+class AuditEvent(VerbatimRecord):
     """
     One audit event, exactly as the server sent it.
 
@@ -68,7 +61,7 @@ class AuditEvent:
     and every other field are in :attr:`raw`.
     """
 
-    __slots__ = ("_created_on", "_id", "_raw", "_source", "_ticks")
+    __slots__ = ("_created_on", "_id")
 
     def __init__(self, raw: dict[str, Any], source: str | None = None) -> None:
         event_id, created_on = raw.get("id"), raw.get("createdOn")
@@ -81,13 +74,7 @@ class AuditEvent:
         except TimestampError as exc:
             raise ValueError(f"createdOn is not a timestamp: {exc}") from None
         self._id, self._created_on = event_id, created_on
-        if source is not None and ("\u2028" in source or "\u2029" in source):
-            # JSON allows them raw inside strings, but many line readers split there; they can only be
-            # inside strings, so escaping them changes nothing else of the server's text.
-            source = source.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
-        self._source = source if source is not None and not _BREAKS.search(source) else None
-        # Only the text is kept when there is one: pages in flight then cost little more than their bytes.
-        self._raw: dict[str, Any] | None = raw if self._source is None else None
+        self._keep(raw, source)
 
     @classmethod
     def from_line(cls, text: str, event_id: str, created_on: str) -> AuditEvent:
@@ -119,25 +106,6 @@ class AuditEvent:
     def created_on_ticks(self) -> Ticks:
         """``createdOn`` at full precision: 100 ns ticks since the Unix epoch, UTC."""
         return self._ticks
-
-    @property
-    def created_at(self) -> datetime:
-        """``createdOn`` as an aware UTC datetime (a seventh fractional digit truncated)."""
-        return ticks_to_datetime(self._ticks)
-
-    @property
-    def raw(self) -> Mapping[str, Any]:
-        """Every field as sent, read-only."""
-        if self._raw is None:
-            self._raw = json.loads(self._source)  # type: ignore[arg-type]  # set whenever _raw is not
-        return MappingProxyType(self._raw)
-
-    def to_json(self) -> str:
-        """The event as one line of JSON: the server's own text when known, else its fields re-encoded."""
-        if self._source is not None:
-            return self._source
-        text = _LINE_ENCODER.encode(self._raw)
-        return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
     def __repr__(self) -> str:
         return f"AuditEvent(id={self._id!r}, createdOn={self._created_on!r})"

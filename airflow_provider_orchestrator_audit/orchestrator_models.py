@@ -8,16 +8,12 @@ it checks only what the export depends on: an integer ``Id`` (int64, growing wit
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from types import MappingProxyType
 from typing import Any
 
 from airflow_provider_orchestrator_audit.event_models import SOURCES, created_on_ticks
-from airflow_provider_orchestrator_audit.timestamps import Ticks, TimestampError, ticks_to_datetime
+from airflow_provider_orchestrator_audit.timestamps import Ticks, TimestampError
+from airflow_provider_orchestrator_audit.verbatim import VerbatimRecord
 
 __all__ = ["ALL_SOURCES", "ORCHESTRATOR_SOURCE", "OrchestratorAuditEntry", "OrchestratorAuditPage", "entry_id_of"]
 
@@ -26,8 +22,6 @@ ORCHESTRATOR_SOURCE = "orchestrator"
 #: Every source the operator exports and the sensors watch.
 ALL_SOURCES: tuple[str, ...] = (*SOURCES, ORCHESTRATOR_SOURCE)
 
-_BREAKS = re.compile("[\n\r]")
-_LINE_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 _INT64_MAX = 2**63 - 1
 
 
@@ -44,7 +38,7 @@ def entry_id_of(value: Any) -> int | None:
     return None
 
 
-class OrchestratorAuditEntry:
+class OrchestratorAuditEntry(VerbatimRecord):
     """
     One entry of Orchestrator's audit log, exactly as the server sent it.
 
@@ -57,7 +51,7 @@ class OrchestratorAuditEntry:
     sensors compare the newest entry of any source the same way.
     """
 
-    __slots__ = ("_id", "_raw", "_source", "_text", "_ticks")
+    __slots__ = ("_id", "_text")
 
     def __init__(self, raw: dict[str, Any], source: str | None = None) -> None:
         entry_id, execution_time = entry_id_of(raw.get("Id")), raw.get("ExecutionTime")
@@ -66,11 +60,7 @@ class OrchestratorAuditEntry:
         if not isinstance(execution_time, str):
             raise ValueError(f"ExecutionTime must be a timestamp string, got {execution_time!r}")
         self._init(entry_id, execution_time)
-        if source is not None and ("\u2028" in source or "\u2029" in source):
-            # Many line readers split there; inside strings (the only place JSON allows them) escaping changes nothing.
-            source = source.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
-        self._source = source if source is not None and not _BREAKS.search(source) else None
-        self._raw: dict[str, Any] | None = raw if self._source is None else None
+        self._keep(raw, source)
 
     def _init(self, entry_id: int, execution_time: str) -> None:
         try:
@@ -109,25 +99,6 @@ class OrchestratorAuditEntry:
 
     created_on = execution_time
     created_on_ticks = execution_time_ticks
-
-    @property
-    def created_at(self) -> datetime:
-        """``ExecutionTime`` as an aware UTC datetime (a seventh fractional digit truncated)."""
-        return ticks_to_datetime(self._ticks)
-
-    @property
-    def raw(self) -> Mapping[str, Any]:
-        """Every field as sent, read-only."""
-        if self._raw is None:
-            self._raw = json.loads(self._source)  # type: ignore[arg-type]  # set whenever _raw is not
-        return MappingProxyType(self._raw)
-
-    def to_json(self) -> str:
-        """The entry as one line of JSON: the server's own text when known, else its fields re-encoded."""
-        if self._source is not None:
-            return self._source
-        text = _LINE_ENCODER.encode(self._raw)
-        return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
     def __repr__(self) -> str:
         return f"OrchestratorAuditEntry(Id={self._id}, ExecutionTime={self._text!r})"

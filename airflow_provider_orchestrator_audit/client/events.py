@@ -19,7 +19,6 @@ Driving it by hand::
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -39,9 +38,10 @@ from airflow_provider_orchestrator_audit.client.exchanges import (
 )
 from airflow_provider_orchestrator_audit.client.page_parser import (
     JSON_DECODER,
+    LINE_BREAKS,
     PageFormatError,
     expect_char,
-    is_json,
+    read_json_text,
     scan_records,
     skip_whitespace,
 )
@@ -56,8 +56,6 @@ __all__ = ["CursorRejectedError", "EventsQuery", "events_url", "fetch_events_pag
 
 #: Statuses with which a server may refuse a cursor it no longer accepts (expired, or unknown to it).
 CURSOR_REFUSALS: frozenset[int] = frozenset({400, 404, 410, 422})
-# Characters that make an event's text unfit to be one output line as it is (see AuditEvent).
-_LINE_BREAKS = re.compile(rb"[\n\r]|\xe2\x80[\xa8\xa9]")
 
 
 class _EventHead(msgspec.Struct):
@@ -239,7 +237,7 @@ def _read_events(body: bytes) -> AuditEventsPage | None:
                 return None
             links[name] = value or None
         spans = _SPANS.decode(events_span)
-        may_break = _LINE_BREAKS.search(events_span) is not None
+        may_break = LINE_BREAKS.search(events_span) is not None
         events = []
         for span in spans:
             head = _HEAD.decode(span)  # a span that is not an object fails here
@@ -257,16 +255,7 @@ def _read_events(body: bytes) -> AuditEventsPage | None:
 
 def _scan_events_page(body: bytes) -> AuditEventsPage:
     """The reference reading of a page, on Python's json; raises :class:`PageFormatError` saying what is wrong."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise PageFormatError(f"not valid JSON: the body is not UTF-8 ({error})", damaged=True) from None
-    try:
-        fields, events = _scan(text)
-    except json.JSONDecodeError as error:
-        raise PageFormatError(
-            f"not valid JSON: {error.msg} at position {error.pos}", damaged=not is_json(text)
-        ) from None
+    fields, events = read_json_text(body, _scan)
     if events is None:
         raise PageFormatError("auditEvents: Field required")
     links: dict[str, str | None] = {}

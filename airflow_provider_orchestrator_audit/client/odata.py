@@ -20,7 +20,6 @@ Driving it by hand::
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -36,7 +35,7 @@ from airflow_provider_orchestrator_audit.client.exchanges import (
     _Retries,
     _transport_problem,
 )
-from airflow_provider_orchestrator_audit.client.page_parser import PageFormatError, is_json
+from airflow_provider_orchestrator_audit.client.page_parser import LINE_BREAKS, PageFormatError, read_json_text
 from airflow_provider_orchestrator_audit.client.redaction import excerpt
 from airflow_provider_orchestrator_audit.client.retry import RETRYABLE_STATUSES, RetryPolicy
 from airflow_provider_orchestrator_audit.client.settings import ORCHESTRATOR_SCOPE, ConnectionSettings
@@ -68,7 +67,6 @@ ORCHESTRATOR_TENANT_ADVICE = (
     '{"organization": "acme", "tenant": "DefaultTenant"}: the name that follows the organization in your '
     "Orchestrator URL (a standalone Orchestrator, extra 'orchestrator_url', needs none)"
 )
-_LINE_BREAKS = re.compile(rb"[\n\r]|\xe2\x80[\xa8\xa9]")
 
 
 class _EntryHead(msgspec.Struct):
@@ -293,14 +291,14 @@ def parse_orchestrator_page(body: bytes) -> OrchestratorAuditPage:
         raise
     except (msgspec.MsgspecError, ValueError):
         return _explain(body)
-    may_break = _LINE_BREAKS.search(value_span) is not None
+    may_break = LINE_BREAKS.search(value_span) is not None
     entries = []
     for position, span in enumerate(spans):
         try:
             head = _HEAD.decode(span)
             text = str(span, "utf-8")
         except (msgspec.MsgspecError, ValueError):
-            _explain_text(body)  # bytes that are not UTF-8 (or not JSON) were damaged on the way
+            read_json_text(body, json.loads)  # bytes that are not UTF-8 (or not JSON) were damaged on the way
             raise PageFormatError(f"value[{position}]: must be an object") from None
         entry_id = entry_id_of(head.Id)
         if entry_id is None:
@@ -329,23 +327,9 @@ def _count(span: msgspec.Raw | None) -> int | None:
     return value
 
 
-def _explain_text(body: bytes) -> Any:
-    """The body as JSON; :class:`PageFormatError` (``damaged`` when it is not JSON text at all) when it is not."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise PageFormatError(f"not valid JSON: the body is not UTF-8 ({error})", damaged=True) from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise PageFormatError(
-            f"not valid JSON: {error.msg} at position {error.pos}", damaged=not is_json(text)
-        ) from None
-
-
 def _explain(body: bytes) -> OrchestratorAuditPage:
     """A body msgspec refused: say why, on Python's json (which also tells damaged text from another shape)."""
-    document = _explain_text(body)
+    document = read_json_text(body, json.loads)
     if not isinstance(document, dict):
         raise PageFormatError(f"must be a JSON object, got {type(document).__name__}")
     if not isinstance(document.get("value"), list):

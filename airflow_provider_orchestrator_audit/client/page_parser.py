@@ -26,14 +26,25 @@ import msgspec
 from airflow_provider_orchestrator_audit.models import AuditLogEntry, AuditLogPage, one_line
 from airflow_provider_orchestrator_audit.timestamps import Ticks, parse_timestamp
 
-__all__ = ["JSON_DECODER", "PageFormatError", "expect_char", "is_json", "parse_page", "scan_records", "skip_whitespace"]
+__all__ = [
+    "JSON_DECODER",
+    "LINE_BREAKS",
+    "PageFormatError",
+    "expect_char",
+    "is_json",
+    "parse_page",
+    "read_json_text",
+    "scan_records",
+    "skip_whitespace",
+]
 
 JSON_DECODER = json.JSONDecoder()
 _Record = TypeVar("_Record")
+_Read = TypeVar("_Read")
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
-# Characters that make an entry's text unfit to be one output line (see AuditLogEntry): looked for in
-# the whole of ``results`` first, since compact bodies rarely hold any.
-_LINE_BREAKS = re.compile(rb"[\n\r]|\xe2\x80[\xa8\xa9]")
+#: Bytes that make a record's text unfit to be one output line (raw line breaks, U+2028, U+2029): each
+#: parser looks for them in the whole array of records first, since compact bodies rarely hold any.
+LINE_BREAKS = re.compile(rb"[\n\r]|\xe2\x80[\xa8\xa9]")
 
 
 class _Head(msgspec.Struct, gc=False):
@@ -95,7 +106,7 @@ def _read_page(body: bytes) -> AuditLogPage | None:
         # is not an object fails here), cost less than a decoder call per entry.
         spans = _SPANS.decode(results_span)
         heads = _HEADS.decode(results_span)
-        may_break = _LINE_BREAKS.search(results_span) is not None
+        may_break = LINE_BREAKS.search(results_span) is not None
         # An all-ASCII body is valid UTF-8; otherwise each entry that is not ASCII is checked on its own
         # (decoding the whole body at once builds a wide string: more work than the entries' few checks).
         ascii_only = bytes(results_span).isascii()
@@ -144,18 +155,26 @@ def _created_on_ticks(text: str) -> Ticks:
     return parse_timestamp(text)
 
 
-def _scan_page(body: bytes) -> AuditLogPage:
-    """The reference reading of a page, on Python's json; raises :class:`PageFormatError` saying what is wrong."""
+def read_json_text(body: bytes, read: Callable[[str], _Read]) -> _Read:
+    """
+    ``read(text)`` of the body as UTF-8 text; a body that is not UTF-8, or text ``read`` finds is not JSON,
+    becomes a :class:`PageFormatError` saying where (``damaged`` when the text is not JSON at all).
+    """
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as error:
         raise PageFormatError(f"not valid JSON: the body is not UTF-8 ({error})", damaged=True) from None
     try:
-        total_count, results = _scan_envelope(text)
+        return read(text)
     except json.JSONDecodeError as error:
         raise PageFormatError(
             f"not valid JSON: {error.msg} at position {error.pos}", damaged=not is_json(text)
         ) from None
+
+
+def _scan_page(body: bytes) -> AuditLogPage:
+    """The reference reading of a page, on Python's json; raises :class:`PageFormatError` saying what is wrong."""
+    total_count, results = read_json_text(body, _scan_envelope)
     if total_count is None:
         raise PageFormatError("totalCount: Field required")
     if isinstance(total_count, bool) or not isinstance(total_count, int) or total_count < 0:

@@ -1,0 +1,72 @@
+"""
+Records kept as the server's own JSON text: what the event sources and Orchestrator's OData audit share.
+
+A record holds the exact text of its JSON object when that text is one line, and decodes its fields only
+when asked for them; without such text it holds the decoded fields and re-encodes them for its line.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any
+
+from airflow_provider_orchestrator_audit.timestamps import Ticks, ticks_to_datetime
+
+__all__ = ["VerbatimRecord", "escape_line_separators"]
+
+# Raw line breaks in JSON text can only sit between tokens (pretty printing): such text is re-encoded.
+_BREAKS = re.compile("[\n\r]")
+_LINE_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def escape_line_separators(text: str) -> str:
+    """
+    ``text`` with U+2028 and U+2029 escaped. JSON allows them raw inside strings (the only place it allows
+    them), but many line readers split there; escaping them changes nothing else of the text.
+    """
+    if "\u2028" in text or "\u2029" in text:
+        return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return text
+
+
+class VerbatimRecord:
+    """
+    The part of a record that keeps the server's text: :attr:`raw`, :meth:`to_json`, :attr:`created_at`.
+
+    Subclasses set ``_ticks`` (the record's time) and call :meth:`_keep` with the decoded object and its text.
+    """
+
+    __slots__ = ("_raw", "_source", "_ticks")
+
+    _raw: dict[str, Any] | None
+    _source: str | None
+    _ticks: Ticks
+
+    def _keep(self, raw: dict[str, Any], source: str | None) -> None:
+        if source is not None:
+            source = escape_line_separators(source)
+        self._source = source if source is not None and not _BREAKS.search(source) else None
+        # Only the text is kept when there is one: pages in flight then cost little more than their bytes.
+        self._raw = raw if self._source is None else None
+
+    @property
+    def created_at(self) -> datetime:
+        """The record's time as an aware UTC datetime (a seventh fractional digit truncated)."""
+        return ticks_to_datetime(self._ticks)
+
+    @property
+    def raw(self) -> Mapping[str, Any]:
+        """Every field as sent, read-only."""
+        if self._raw is None:
+            self._raw = json.loads(self._source)  # type: ignore[arg-type]  # set whenever _raw is not
+        return MappingProxyType(self._raw)
+
+    def to_json(self) -> str:
+        """The record as one line of JSON: the server's own text when known, else its fields re-encoded."""
+        if self._source is not None:
+            return self._source
+        return escape_line_separators(_LINE_ENCODER.encode(self._raw))
