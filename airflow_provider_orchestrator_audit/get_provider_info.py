@@ -41,6 +41,15 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "standalone Orchestrator uses https://<server>/identity/connect/token.",
         "schema": {"type": _NULLABLE_STRING},
     },
+    "orchestrator_url": {
+        "label": "Orchestrator URL",
+        "description": "A standalone Orchestrator only: its URL, e.g. https://orchestrator.example.com. "
+        "source='orchestrator' then reads <Orchestrator URL>/odata/AuditLogs, with no "
+        "<organization>/<tenant>/orchestrator_ prefix; Base URL, Organization and Token URL default to it, "
+        "its host and <Orchestrator URL>/identity/connect/token. Leave empty for Automation Cloud and "
+        "Automation Suite.",
+        "schema": {"type": _NULLABLE_STRING},
+    },
     "access_token": {
         "label": "Personal access token",
         "description": "Sent as the bearer token instead of the client-credentials grant; leave Client ID and Client secret empty.",
@@ -70,9 +79,10 @@ UI_FIELD_BEHAVIOUR: dict[str, Any] = {
         "password": "client secret of the external application",
         "port": "443 (optional: the port of the Base URL)",
         "organization": "acme",
-        "tenant": "DefaultTenant (for tenant audit events)",
+        "tenant": "DefaultTenant (for tenant audit events and source='orchestrator')",
         "token_url": "https://cloud.uipath.com/identity_/connect/token",
         "scope": "PM.Audit.Read",
+        "orchestrator_url": "https://orchestrator.example.com (standalone Orchestrator only)",
     },
 }
 

@@ -17,6 +17,7 @@ EXTRA_LABELS = (
     "Tenant",
     "Scope",
     "Token URL",
+    "Orchestrator URL",
     "Personal access token",
     "Verify TLS",
     "Timeout (seconds)",

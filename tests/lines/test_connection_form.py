@@ -25,6 +25,7 @@ LABELS = {
     "tenant": "Tenant",
     "scope": "Scope",
     "token_url": "Token URL",
+    "orchestrator_url": "Orchestrator URL",
     "access_token": "Personal access token",
     "verify": "Verify TLS",
     "timeout": "Timeout (seconds)",
@@ -61,6 +62,7 @@ def test_airflow_knows_the_fields_labels_and_the_secret():
     assert behaviour["hidden_fields"] == ["schema"]
     assert behaviour["placeholders"][f"{prefix}organization"] == "acme"
     assert behaviour["placeholders"]["host"] == "https://cloud.uipath.com"
+    assert behaviour["placeholders"][f"{prefix}orchestrator_url"].startswith("https://orchestrator.example.com")
 
 
 _UI_VIEW_3 = """

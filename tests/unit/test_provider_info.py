@@ -37,7 +37,16 @@ def test_connection_form_metadata_carries_the_custom_fields():
     fields = {name: info for name, info in widgets.items() if name.startswith("extra__orchestrator_audit__")}
     assert set(fields) == {
         f"extra__orchestrator_audit__{n}"
-        for n in ("organization", "tenant", "scope", "token_url", "access_token", "verify", "timeout")
+        for n in (
+            "organization",
+            "tenant",
+            "scope",
+            "token_url",
+            "orchestrator_url",
+            "access_token",
+            "verify",
+            "timeout",
+        )
     }
     assert fields["extra__orchestrator_audit__organization"].field["schema"]["title"] == "Organization"
     assert fields["extra__orchestrator_audit__access_token"].is_sensitive
