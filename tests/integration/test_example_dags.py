@@ -30,6 +30,8 @@ HOURLY = "example_orchestrator_audit_to_s3"
 EVENT_DRIVEN = "example_orchestrator_audit_event_driven"
 MAPPED = "example_orchestrator_audit_mapped_backfill"
 TENANT_EVENTS = "example_orchestrator_audit_tenant_events"
+ORCHESTRATOR_LOG = "example_orchestrator_audit_orchestrator_log"
+EXAMPLES = (HOURLY, EVENT_DRIVEN, MAPPED, TENANT_EVENTS, ORCHESTRATOR_LOG)
 SPLIT_TASK_ID = "split_into_sub_windows"
 EXPORT_TASK_ID = "export_sub_window"
 
@@ -59,8 +61,8 @@ def test_every_example_imports_without_errors_or_warnings(example_dagbag):
     assert example_dagbag.captured_warnings == {}
     assert example_dagbag.caught_warnings == []
     files = sorted(path.name for path in EXAMPLE_DAGS.glob("*.py"))
-    assert files == sorted(f"{dag_id}.py" for dag_id in (HOURLY, EVENT_DRIVEN, MAPPED, TENANT_EVENTS))
-    assert sorted(example_dagbag.dag_ids) == sorted([HOURLY, EVENT_DRIVEN, MAPPED, TENANT_EVENTS])
+    assert files == sorted(f"{dag_id}.py" for dag_id in EXAMPLES)
+    assert sorted(example_dagbag.dag_ids) == sorted(EXAMPLES)
     for dag in example_dagbag.dags.values():
         assert dag.doc_md and "Setup" in dag.doc_md, f"{dag.dag_id} should explain its setup"
 
@@ -82,6 +84,7 @@ def serialized(example_dagbag: Any, dag_id: str) -> Any:
         (HOURLY, 4, {"window_start": None, "window_end": None}),
         (EVENT_DRIVEN, 1, {"first_window_hours": 24}),
         (MAPPED, 2, {"window_start": None, "window_end": None, "hours_per_task": 1}),
+        (ORCHESTRATOR_LOG, 2, {"tenant": None, "window_start": None, "window_end": None}),
     ],
 )
 def test_examples_have_production_settings(example_dagbag, dag_id, max_active_runs, params):
@@ -99,6 +102,8 @@ def test_examples_have_production_settings(example_dagbag, dag_id, max_active_ru
 def test_the_exports_keep_their_ids_and_limits(example_dagbag):
     hourly = serialized(example_dagbag, HOURLY)
     assert [task.task_id for task in hourly.tasks] == ["export_audit_logs"]
+    orchestrator_log = serialized(example_dagbag, ORCHESTRATOR_LOG)
+    assert [task.task_id for task in orchestrator_log.tasks] == ["export_orchestrator_audit_log"]
     mapped = serialized(example_dagbag, MAPPED)
     export = mapped.get_task(EXPORT_TASK_ID)
     assert export.is_mapped and export.max_active_tis_per_dag == 4

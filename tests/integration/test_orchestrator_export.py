@@ -203,3 +203,30 @@ def test_bad_arguments_fail_the_dag_import_naming_the_task():
         AuditLogsToS3Operator(task_id="export", s3_bucket="b", source="orchestrator", page_size=1001)
     with pytest.raises(ValueError, match="wait: source must be 'classic' or 'orchestrator'"):
         AuditLogsTotalCountSensor(task_id="wait", source="tenant_events")
+
+
+def test_the_example_exports_the_connections_tenant_hour_by_hour(orchestrator, bucket, s3_server, monkeypatch):
+    """The example DAG through ``dag.test()``: its unset params fall back to the connection's tenant and the hour."""
+    from datetime import UTC, datetime
+
+    from tests.integration.airflow_runs import install_example, load_dag, xcom_return_value
+
+    dag_id = "example_orchestrator_audit_orchestrator_log"
+    set_connection(monkeypatch, "orchestrator_audit_default", orchestrator.airflow_connection(tenant=TENANT))
+    monkeypatch.setenv("AIRFLOW_VAR_ORCHESTRATOR_AUDIT_BUCKET", bucket)
+    path = install_example(f"{dag_id}.py")
+    try:
+        run = load_dag(path, dag_id).test(logical_date=datetime(2026, 1, 1, 1, tzinfo=UTC))
+    finally:
+        path.unlink()
+    assert run.state == "success"
+    hour = ("2026-01-01T00:00:00Z", "2026-01-01T01:00:00Z")
+    key = (
+        "orchestrator-audit/organization=acme/source=orchestrator/tenant=Finance/dt=2026-01-01/hour=00/"
+        "20260101T000000Z_20260101T010000Z.jsonl.gz"
+    )
+    expected = entry_lines(orchestrator, window_entries(orchestrator, window=hour))
+    assert len(expected) > 1000 and all('"Entities":[' in line for line in expected)
+    assert Counter(object_lines(s3_server, bucket, key)) == Counter(expected)
+    result = xcom_return_value(dag_id, run.run_id, "export_orchestrator_audit_log")
+    assert result["records"] == len(expected) and result["objects"] == [f"s3://{bucket}/{key}"]
