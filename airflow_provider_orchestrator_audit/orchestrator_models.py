@@ -70,17 +70,25 @@ class OrchestratorAuditEntry(VerbatimRecord):
         self._id, self._text = entry_id, execution_time
 
     @classmethod
-    def from_line(cls, text: str, entry_id: int, execution_time: str) -> OrchestratorAuditEntry:
+    def from_line(cls, line: bytes, entry_id: int, execution_time: str, ticks: Ticks) -> OrchestratorAuditEntry:
         """
-        An entry from its own one-line JSON text (no raw line breaks, no U+2028/U+2029) whose ``Id`` and
-        ``ExecutionTime`` the caller decoded.
+        An entry from its own JSON text, checked by the caller, without decoding it here.
 
-        :raises ValueError: when ``ExecutionTime`` is not a timestamp.
+        :param line: the entry's UTF-8 JSON text, holding none of ``\\n``, ``\\r``, U+2028 and U+2029: it is
+            written out as it is.
+        :param entry_id: its ``Id``.
+        :param execution_time: its ``ExecutionTime`` text.
+        :param ticks: that ``ExecutionTime``, parsed.
         """
         entry = cls.__new__(cls)
-        entry._init(entry_id, execution_time)
-        entry._source, entry._raw = text, None
+        entry._ticks, entry._id, entry._text = ticks, entry_id, execution_time
+        entry._source, entry._raw = line, None
         return entry
+
+    def to_json_bytes(self) -> bytes:
+        """:meth:`to_json` as UTF-8, the form the export writes (for the server's own bytes, without a copy)."""
+        source = self._source
+        return source if isinstance(source, bytes) else self.to_json().encode("utf-8")
 
     @property
     def entry_id(self) -> int:

@@ -43,7 +43,8 @@ class VerbatimRecord:
     __slots__ = ("_raw", "_source", "_ticks")
 
     _raw: dict[str, Any] | None
-    _source: str | None
+    #: The record's one-line JSON text, or its UTF-8 bytes where a parser keeps those as they came.
+    _source: str | bytes | None
     _ticks: Ticks
 
     def _keep(self, raw: dict[str, Any], source: str | None) -> None:
@@ -67,6 +68,7 @@ class VerbatimRecord:
 
     def to_json(self) -> str:
         """The record as one line of JSON: the server's own text when known, else its fields re-encoded."""
-        if self._source is not None:
-            return self._source
+        source = self._source
+        if source is not None:
+            return source if isinstance(source, str) else source.decode("utf-8")
         return escape_line_separators(_LINE_ENCODER.encode(self._raw))

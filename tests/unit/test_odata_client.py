@@ -91,6 +91,31 @@ def test_a_page_is_read_with_its_count_and_verbatim_text():
         == '{"Id":"7","ExecutionTime":"2026-01-31T13:00:00.1234567+02:00","OperationText":"café \\u2028"}'
     )
     assert first.execution_time_ticks + 2 * 3600 * 10**7 - 1234567 == second.execution_time_ticks + 2 * 3600 * 10**7
+    assert second.to_json_bytes() == b'{"Id":8,"ExecutionTime":"2026-01-31T11:00:00Z"}'
+    assert first.to_json_bytes() == first.to_json().encode("utf-8")
+
+
+def test_entries_keep_the_servers_bytes_and_decode_on_demand():
+    line = '{"Id":9,"ExecutionTime":"2026-01-31T11:00:00.5Z","DisplayName":"Zoë\'s \\u00e9 asset","N":1.10}'
+    body = b'{"value":[' + line.encode("utf-8") + b"]}"
+    (entry,) = parse_orchestrator_page(body).entries
+    assert entry.to_json_bytes() == line.encode("utf-8") and entry.to_json() == line
+    assert entry.raw["DisplayName"] == "Zoë's \u00e9 asset" and entry.raw["N"] == 1.1
+    assert entry.created_on == "2026-01-31T11:00:00.5Z" and entry.entry_id == 9
+
+
+@pytest.mark.parametrize(
+    ("value", "message", "damaged"),
+    [
+        (b'[{"Id":1,"ExecutionTime":"2026-01-01T00:00:00Z"}, 3]', r"value\[1\]: must be an object", False),
+        (b'[{"Id":1,"ExecutionTime":"2026-01-01T00:00:00Z","A":"caf\xe9"}]', "not UTF-8", True),
+        (b'[{"Id":1,"ExecutionTime":12}]', r"value\[0\].ExecutionTime: must be a timestamp string", False),
+    ],
+)
+def test_entries_that_are_not_usable(value, message, damaged):
+    with pytest.raises(PageFormatError, match=message) as caught:
+        parse_orchestrator_page(b'{"value":' + value + b"}")
+    assert caught.value.damaged is damaged
 
 
 @pytest.mark.parametrize(
