@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from airflow_provider_orchestrator_audit.models import AuditLogEntry, AuditLogPage, one_line
+from airflow_provider_orchestrator_audit.models import AuditLogEntry, AuditLogPage
 from airflow_provider_orchestrator_audit.timestamps import Ticks, parse_timestamp
 
 __all__ = [
@@ -45,6 +45,7 @@ _WHITESPACE = re.compile(r"[ \t\n\r]*")
 #: Bytes that make a record's text unfit to be one output line (raw line breaks, U+2028, U+2029): each
 #: parser looks for them in the whole array of records first, since compact bodies rarely hold any.
 LINE_BREAKS = re.compile(rb"[\n\r]|\xe2\x80[\xa8\xa9]")
+_SEPARATOR_2028, _SEPARATOR_2029 = "\u2028".encode(), "\u2029".encode()
 
 
 class _Head(msgspec.Struct, gc=False):
@@ -106,28 +107,32 @@ def _read_page(body: bytes) -> AuditLogPage | None:
         # is not an object fails here), cost less than a decoder call per entry.
         spans = _SPANS.decode(results_span)
         heads = _HEADS.decode(results_span)
-        may_break = LINE_BREAKS.search(results_span) is not None
+        # What each entry needs checked is first looked for in the whole array, once: compact bodies rarely
+        # hold raw line breaks (only possible between tokens) or U+2028/U+2029 (only inside strings).
+        whole = bytes(results_span)
+        breaks = b"\n" in whole or b"\r" in whole
+        separators = _SEPARATOR_2028 in whole or _SEPARATOR_2029 in whole
         # An all-ASCII body is valid UTF-8; otherwise each entry that is not ASCII is checked on its own
         # (decoding the whole body at once builds a wide string: more work than the entries' few checks).
-        ascii_only = bytes(results_span).isascii()
+        ascii_only = whole.isascii()
         entries: list[AuditLogEntry] = []
         append, from_line = entries.append, AuditLogEntry.from_line
         for head, span in zip(heads, spans, strict=True):
             created_on = head.createdOn
             if type(created_on) is not str:
                 return None
-            ticks = _created_on_ticks(created_on)
             line = bytes(span)
-            if not ascii_only and not line.isascii():
-                str(line, "utf-8")  # raises on a byte sequence that is not UTF-8
-            if may_break and (b"\n" in line or b"\r" in line or b"\xe2\x80\xa8" in line or b"\xe2\x80\xa9" in line):
+            if breaks and (b"\n" in line or b"\r" in line):
+                # Pretty-printed: decoded and written again, as the scanner keeps it.
                 text = str(line, "utf-8")
-                one = one_line(text)
-                if one is None:  # pretty-printed: decoded and written again, as the scanner keeps it
-                    append(AuditLogEntry(json.loads(text), text))
-                    continue
-                line = one.encode("utf-8")  # raw U+2028/U+2029 escaped, the rest as sent
-            append(from_line(line, ticks))
+                append(AuditLogEntry(json.loads(text), text))
+                continue
+            if not ascii_only and not line.isascii():
+                text = str(line, "utf-8")  # raises on a byte sequence that is not UTF-8
+                # In valid UTF-8 these bytes can only be U+2028/U+2029 themselves: escaped, the rest as sent.
+                if separators and ("\u2028" in text or "\u2029" in text):
+                    line = line.replace(_SEPARATOR_2028, b"\\u2028").replace(_SEPARATOR_2029, b"\\u2029")
+            append(from_line(line, _created_on_ticks(created_on)))
     except (msgspec.MsgspecError, ValueError, RecursionError):
         return None
     return AuditLogPage.model_construct(total_count=total_count, results=entries)
