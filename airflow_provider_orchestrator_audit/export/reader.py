@@ -113,6 +113,10 @@ class WindowReader:
         self.log = logger or log
         self.stats = ReadStats()
         self._expected_records: int | None = None
+        #: capped reads of the tie group below ``upper`` (the key), counted across pages: a page that
+        #: entries recorded in front of the group made stale must not start the count again, or a
+        #: group that never fits is retried for ever
+        self._capped_tries: tuple[Ticks, int] | None = None
 
     def __iter__(self) -> Iterator[list[AuditLogEntry]]:
         started = time.monotonic()
@@ -253,7 +257,6 @@ class WindowReader:
     ) -> Iterator[list[AuditLogEntry]]:
         """Stitch ``page``, first fetching what it depends on if it cannot be placed yet."""
         pending = [page]
-        capped_tries = 0
         while pending and not stitcher.done:
             current = pending[-1]
             if len(current.entries) < min(_MIN_PAGE, current.requested) and not current.reaches_end:
@@ -286,8 +289,10 @@ class WindowReader:
                 if capped:
                     # The server gives no more per page. Entries arriving in front of the group can push
                     # part of it out of a page that would otherwise hold it: retry a few times first.
-                    capped_tries += 1
-                    if capped_tries > _MAX_CAPPED_TIE_TRIES:
+                    upper, tries = self._capped_tries or (stitcher.upper, 0)
+                    tries = tries + 1 if upper == stitcher.upper else 1
+                    self._capped_tries = (stitcher.upper, tries)
+                    if tries > _MAX_CAPPED_TIE_TRIES:
                         raise PagingError(stitcher.describe_tie_overflow(current))
                     top = current.requested
                 else:
