@@ -42,6 +42,12 @@ def _minute_ticks(minute: str) -> Ticks:
 
 def created_on_ticks(text: str) -> Ticks:
     """``createdOn`` in ticks, any fraction length; :class:`TimestampError` when it is not a timestamp."""
+    if len(text) == 28 and text[16] == ":" and text[19] == "." and text[27] == "Z" and text[17] < "6":
+        # Seven fractional digits (.NET's round-trip form, Orchestrator's ExecutionTime): once the minute is
+        # known, the ticks are linear in the nine digits of seconds and fraction.
+        digits = text[17:19] + text[20:27]
+        if digits.isascii() and digits.isdigit():
+            return _minute_ticks(text[:16]) + int(digits)
     match = _UTC_TEXT.match(text)
     if match is None:
         return parse_timestamp(text)

@@ -35,7 +35,7 @@ from airflow_provider_orchestrator_audit.client.exchanges import (
     _Retries,
     _transport_problem,
 )
-from airflow_provider_orchestrator_audit.client.page_parser import LINE_BREAKS, PageFormatError, read_json_text
+from airflow_provider_orchestrator_audit.client.page_parser import PageFormatError, read_json_text
 from airflow_provider_orchestrator_audit.client.redaction import excerpt
 from airflow_provider_orchestrator_audit.client.retry import RETRYABLE_STATUSES, RetryPolicy
 from airflow_provider_orchestrator_audit.client.settings import ORCHESTRATOR_SCOPE, ConnectionSettings
@@ -86,6 +86,8 @@ _SPANS = msgspec.json.Decoder(list[msgspec.Raw])
 _VALUE = msgspec.json.Decoder()
 _HEAD = msgspec.json.Decoder(_EntryHead)
 _HEADS = msgspec.json.Decoder(list[_EntryHead])
+# U+2028 and U+2029 in UTF-8: JSON allows them raw in strings, but many line readers split there.
+_LINE_SEPARATOR, _PARAGRAPH_SEPARATOR = "\u2028".encode(), "\u2029".encode()
 
 
 @dataclass(frozen=True)
@@ -321,9 +323,10 @@ def _entries(
 ) -> list[OrchestratorAuditEntry]:
     """The page's entries, each keeping its UTF-8 bytes as sent (one line of JSON) or, failing that, its text."""
     value = bytes(value_span)
-    may_break = LINE_BREAKS.search(value) is not None
-    # An all-ASCII value is valid UTF-8; otherwise each entry that is not ASCII is checked on its own
-    # (decoding the whole value at once builds a wide string: more work than the entries' few checks).
+    # Raw line breaks can only stand between tokens (a pretty-printed page): looked for per entry only then.
+    pretty = b"\n" in value or b"\r" in value
+    # An all-ASCII value is valid UTF-8 and holds no U+2028/U+2029; otherwise each entry that is not ASCII is
+    # checked on its own (decoding the whole value at once builds a wide string: more work than a few checks).
     ascii_only = value.isascii()
     entries: list[OrchestratorAuditEntry] = []
     append, from_line = entries.append, OrchestratorAuditEntry.from_line
@@ -334,16 +337,19 @@ def _entries(
         if type(execution_time) is not str:
             raise PageFormatError(f"value[{position}].ExecutionTime: must be a timestamp string")
         line = bytes(span)
-        try:
-            if not ascii_only and not line.isascii():
+        if not ascii_only and not line.isascii():
+            try:
                 str(line, "utf-8")  # raises on a byte sequence that is not UTF-8
-        except UnicodeDecodeError:
-            read_json_text(body, json.loads)  # the body is not UTF-8: says so, as damaged on the way
-            raise PageFormatError(f"value[{position}]: not UTF-8", damaged=True) from None
+            except UnicodeDecodeError:
+                read_json_text(body, json.loads)  # the body is not UTF-8: says so, as damaged on the way
+                raise PageFormatError(f"value[{position}]: not UTF-8", damaged=True) from None
+            if _LINE_SEPARATOR in line or _PARAGRAPH_SEPARATOR in line:
+                # Raw, they can only stand inside strings, where their escapes mean the same.
+                line = line.replace(_LINE_SEPARATOR, b"\\u2028").replace(_PARAGRAPH_SEPARATOR, b"\\u2029")
         try:
-            if may_break and (b"\n" in line or b"\r" in line or b"\xe2\x80\xa8" in line or b"\xe2\x80\xa9" in line):
+            if pretty and (b"\n" in line or b"\r" in line):
                 text = str(line, "utf-8")
-                append(OrchestratorAuditEntry(json.loads(text), text))  # escaped or re-encoded as one line
+                append(OrchestratorAuditEntry(json.loads(text), text))  # re-encoded as one line when written
             else:
                 append(from_line(line, entry_id, execution_time, _execution_time_ticks(execution_time)))
         except ValueError as error:

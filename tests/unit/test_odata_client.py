@@ -150,3 +150,26 @@ def test_400_quotes_the_odata_error_and_says_what_we_sent():
     message = str(caught.value)
     assert "HTTP 400: 'The query specified in the URI is not valid. (errorCode 1001, traceId t-1)'" in message
     assert "$filter" in message and "tok-123456" not in message
+
+
+def test_execution_times_read_as_the_general_parser_reads_them():
+    import random
+
+    from airflow_provider_orchestrator_audit.event_models import created_on_ticks
+    from airflow_provider_orchestrator_audit.timestamps import TimestampError, parse_timestamp
+
+    rng = random.Random(14)
+    texts = [
+        f"{rng.randint(1970, 2100):04d}-{rng.randint(1, 12):02d}-{rng.randint(1, 31):02d}T{rng.randint(0, 24):02d}:"
+        f"{rng.randint(0, 59):02d}:{rng.randint(0, 61):02d}.{rng.randint(0, 9_999_999):07d}Z"
+        for _ in range(3000)
+    ]
+    texts += ["2026-01-31T13:05:1x.3456789Z", "2026-01-31T13:05:12.345678\u0669Z", "2026-01-31 13:05:12.3456789Z"]
+
+    def read(parse, text):
+        try:
+            return parse(text)
+        except TimestampError:
+            return "not a timestamp"
+
+    assert [read(created_on_ticks, text) for text in texts] == [read(parse_timestamp, text) for text in texts]
