@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler
@@ -54,7 +54,7 @@ class _EntryType(msgspec.StructMeta):
     would; the parser builds entries from already checked text through :meth:`AuditLogEntry.from_line`.
     """
 
-    def __call__(cls, raw: dict[str, Any], source: str | None = None) -> AuditLogEntry:  # type: ignore[override]
+    def __call__(cls, raw: dict[str, Any], source: str | None = None) -> AuditLogEntry:
         created_on = raw.get("createdOn")
         if not isinstance(created_on, str):
             raise ValueError(f"createdOn must be a timestamp string, got {created_on!r}")
@@ -99,6 +99,10 @@ class AuditLogEntry(msgspec.Struct, gc=False, metaclass=_EntryType):
     _ticks: Ticks
     _line: bytes | None = None
     _raw: dict[str, Any] | None = None
+
+    if TYPE_CHECKING:  # what _EntryType.__call__ takes (a msgspec struct may not define __init__ itself)
+
+        def __init__(self, raw: dict[str, Any], source: str | None = None) -> None: ...
 
     @classmethod
     def from_line(cls, line: bytes, ticks: Ticks) -> AuditLogEntry:

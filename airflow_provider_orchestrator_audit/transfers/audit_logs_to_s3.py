@@ -15,6 +15,7 @@ from airflow_provider_orchestrator_audit.compat import BaseOperator, datetime_tr
 from airflow_provider_orchestrator_audit.event_models import SOURCE_LEVELS, SOURCES
 from airflow_provider_orchestrator_audit.exceptions import OrchestratorConfigError
 from airflow_provider_orchestrator_audit.export.events_reader import EventWindowReader
+from airflow_provider_orchestrator_audit.export.heap import collect_only_new_objects
 from airflow_provider_orchestrator_audit.export.keys import DEFAULT_PREFIX, default_key
 from airflow_provider_orchestrator_audit.export.orchestrator_reader import OrchestratorWindowReader
 from airflow_provider_orchestrator_audit.export.reader import WindowReader
@@ -307,7 +308,8 @@ class AuditLogsToS3Operator(BaseOperator):
             settings.organization, window, self.compression, self.s3_prefix, source=self.source, tenant=tenant
         )
         reader = self._reader(window)
-        with closing(self.orchestrator_hook), self._sink(key) as sink:  # the sink checks the bucket first
+        # The sink checks the bucket first.
+        with collect_only_new_objects(), closing(self.orchestrator_hook), self._sink(key) as sink:
             self.log.info(
                 "Exporting %s of %r%s in %s to s3://%s/%s",
                 {"classic": "audit entries", ORCHESTRATOR_SOURCE: "Orchestrator audit entries"}.get(
