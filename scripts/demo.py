@@ -4,7 +4,9 @@ entries (with new entries arriving and old ones expiring while the export pages)
 Prints what was written and checks it against the data set: every entry of the hour, exactly once.
 
 With ``--events`` it runs the tenant audit events example instead: one hour of three tenants' events,
-one mapped task each, checked the same way.
+one mapped task each, checked the same way. With ``--orchestrator`` it runs the example of Orchestrator's
+own audit log (``source="orchestrator"``): one hour of a tenant's entries with their changed entities,
+served at millisecond precision in another time zone, in short pages, while entries arrive.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ LOGICAL_DATE = datetime(2026, 1, 1, 14, tzinfo=UTC)  # the run that exports 13:0
 def main() -> int:
     if "--events" in sys.argv[1:]:
         return events_demo()
+    if "--orchestrator" in sys.argv[1:]:
+        return orchestrator_demo()
     dataset = AuditDataset(size=100_000, seed=2026)
     stack = LocalStack(dataset, latency_seconds=0.01, arrivals_per_request=3, removals_per_request=1)
     with stack:
@@ -130,6 +134,58 @@ def events_demo() -> int:
                 )
                 return 1
         print("\nVerified: each tenant's events of 13:00-14:00 UTC, each exactly once, the server's own JSON text.")
+    return 0
+
+
+def orchestrator_demo() -> int:
+    """The example of Orchestrator's own audit log: one hour of a tenant, verified against the data set."""
+    from airflow_provider_orchestrator_audit.testing.orchestrator_dataset import OdataSwitches, OrchestratorDataset
+
+    tenant = "Finance"
+    logs = OrchestratorDataset(size=100_000, seed=2026)
+    # ExecutionTime stored to the millisecond and written at +02:00, pages cut short, arrivals while paging.
+    switches = OdataSwitches(fraction_digits=3, offset="+02:00", page_size_cap=500, short_pages=True)
+    stack = LocalStack(
+        AuditDataset(size=10, seed=2026),
+        latency_seconds=0.01,
+        orchestrator_audit=logs,
+        odata_switches=switches,
+        odata_arrivals_per_request=3,
+    )
+    with stack:
+        print(f"Local Orchestrator at {stack.orchestrator.url}: Orchestrator's audit log of tenant {tenant!r}")
+        print(f"Local S3 (SeaweedFS) at {stack.s3.endpoint_url}, bucket {stack.bucket!r}")
+        from airflow.utils.db import initdb
+
+        initdb()
+        sys.path.insert(0, str(ROOT / "example_dags"))
+        from example_orchestrator_audit_orchestrator_log import dag
+
+        run = dag.test(logical_date=LOGICAL_DATE, run_conf={"tenant": tenant})
+        if run is None or run.state != "success":
+            print(f"The DAG run did not succeed: {run and run.state}")
+            return 1
+        start = to_ticks(datetime(2026, 1, 1, 13, tzinfo=UTC))
+        end = to_ticks(datetime(2026, 1, 1, 14, tzinfo=UTC))
+        resolution = switches.resolution
+        expected = [
+            logs.entry_json(tenant, entry_id, switches.format(ticks), True).replace("\u2028", "\\u2028")
+            for entry_id, ticks in logs.entries(tenant)
+            if start <= ticks // resolution * resolution < end
+        ]
+        print("\nWritten to S3:")
+        (key,) = stack.s3.list_keys(stack.bucket)
+        body = stack.s3.get_object_bytes(stack.bucket, key)
+        lines = gzip.decompress(body).decode("utf-8").splitlines()
+        print(f"  s3://{stack.bucket}/{key}: {len(lines):,} entries, {len(body):,} bytes")
+        print("\nA sample line:\n  " + lines[len(lines) // 2])
+        if sorted(lines) != sorted(expected):
+            print(f"\nMISMATCH: wrote {len(lines):,} entries, the hour holds {len(expected):,}")
+            return 1
+        print(
+            f"\nVerified: the {len(expected):,} entries of 13:00-14:00 UTC, each exactly once, the server's own text."
+        )
+        print(f"Requests served by the local Orchestrator: {stack.orchestrator.stats.audit_requests}")
     return 0
 
 
