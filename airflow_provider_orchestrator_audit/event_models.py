@@ -25,8 +25,9 @@ __all__ = ["EVENT_LEVELS", "SOURCES", "SOURCE_LEVELS", "AuditEvent", "AuditEvent
 #: ``organization``: ``{org}/orgaudit_/api/query/events``; ``tenant``: ``{org}/{tenant}/tenantaudit_/...``.
 EventLevel = Literal["organization", "tenant"]
 EVENT_LEVELS: tuple[EventLevel, ...] = ("organization", "tenant")
-#: What can be exported or watched: the classic audit log, or the audit events of the organization or a tenant.
-SOURCES: tuple[str, ...] = ("classic", "organization_events", "tenant_events")
+#: Every source the operator exports and the sensors watch: the classic audit log, the audit events of the
+#: organization or a tenant, and Orchestrator's own audit log of a tenant (``"orchestrator"``).
+SOURCES: tuple[str, ...] = ("classic", "organization_events", "tenant_events", "orchestrator")
 #: The events level of each event source.
 SOURCE_LEVELS: dict[str, EventLevel] = {"organization_events": "organization", "tenant_events": "tenant"}
 

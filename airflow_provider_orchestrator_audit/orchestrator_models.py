@@ -11,16 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_orchestrator_audit.event_models import SOURCES, created_on_ticks
+from airflow_provider_orchestrator_audit.event_models import created_on_ticks
 from airflow_provider_orchestrator_audit.timestamps import Ticks, TimestampError
 from airflow_provider_orchestrator_audit.verbatim import VerbatimRecord
 
-__all__ = ["ALL_SOURCES", "ORCHESTRATOR_SOURCE", "OrchestratorAuditEntry", "OrchestratorAuditPage", "entry_id_of"]
+__all__ = ["ORCHESTRATOR_SOURCE", "OrchestratorAuditEntry", "OrchestratorAuditPage", "entry_id_of"]
 
-#: ``source=`` of Orchestrator's own (tenant-level, OData) audit log.
+#: ``source=`` of Orchestrator's own (tenant-level, OData) audit log, one of ``event_models.SOURCES``.
 ORCHESTRATOR_SOURCE = "orchestrator"
-#: Every source the operator exports and the sensors watch.
-ALL_SOURCES: tuple[str, ...] = (*SOURCES, ORCHESTRATOR_SOURCE)
 
 _INT64_MAX = 2**63 - 1
 

@@ -21,7 +21,7 @@ from airflow_provider_orchestrator_audit.compat import (
     PokeReturnValue,
     conf,
 )
-from airflow_provider_orchestrator_audit.event_models import SOURCE_LEVELS, AuditEvent
+from airflow_provider_orchestrator_audit.event_models import SOURCE_LEVELS, SOURCES, AuditEvent
 from airflow_provider_orchestrator_audit.exceptions import (
     OrchestratorAuditError,
     OrchestratorAuthError,
@@ -30,11 +30,7 @@ from airflow_provider_orchestrator_audit.exceptions import (
     OrchestratorResponseError,
 )
 from airflow_provider_orchestrator_audit.hooks.orchestrator_audit import OrchestratorAuditHook
-from airflow_provider_orchestrator_audit.orchestrator_models import (
-    ALL_SOURCES,
-    ORCHESTRATOR_SOURCE,
-    OrchestratorAuditEntry,
-)
+from airflow_provider_orchestrator_audit.orchestrator_models import ORCHESTRATOR_SOURCE, OrchestratorAuditEntry
 from airflow_provider_orchestrator_audit.templating import unset_to_none
 from airflow_provider_orchestrator_audit.timestamps import Ticks, TimestampError, format_ticks, to_ticks
 from airflow_provider_orchestrator_audit.triggers.audit_logs import (
@@ -342,10 +338,8 @@ class AuditLogsNewEntriesSensor(BaseSensorOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if source not in ALL_SOURCES:
-            raise ValueError(
-                f"{self.task_id}: source must be one of {', '.join(map(repr, ALL_SOURCES))}, got {source!r}"
-            )
+        if source not in SOURCES:
+            raise ValueError(f"{self.task_id}: source must be one of {', '.join(map(repr, SOURCES))}, got {source!r}")
         self.orchestrator_conn_id = orchestrator_conn_id
         self.source = source
         self.tenant = tenant

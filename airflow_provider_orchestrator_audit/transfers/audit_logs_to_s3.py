@@ -23,7 +23,7 @@ from airflow_provider_orchestrator_audit.export.s3_object_settings import Object
 from airflow_provider_orchestrator_audit.export.s3_sink import S3JsonLinesSink
 from airflow_provider_orchestrator_audit.export.spool import COMPRESSIONS
 from airflow_provider_orchestrator_audit.hooks.orchestrator_audit import OrchestratorAuditHook
-from airflow_provider_orchestrator_audit.orchestrator_models import ALL_SOURCES, ORCHESTRATOR_SOURCE
+from airflow_provider_orchestrator_audit.orchestrator_models import ORCHESTRATOR_SOURCE
 from airflow_provider_orchestrator_audit.paging.event_slices import EventsRequest
 from airflow_provider_orchestrator_audit.paging.odata_keyset import KeysetRequest
 from airflow_provider_orchestrator_audit.paging.window import AuditWindow, WindowError
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     from airflow_provider_orchestrator_audit.compat import Context
 
-__all__ = ["ALL_SOURCES", "DEFAULT_EVENTS_MIN_AGE", "SOURCES", "AuditLogsToS3Operator"]
+__all__ = ["DEFAULT_EVENTS_MIN_AGE", "SOURCES", "AuditLogsToS3Operator"]
 
 #: Events asked for per page of the event sources (the cap UiPath reports); the server may give fewer.
 DEFAULT_EVENTS_PAGE_SIZE = 200
@@ -205,10 +205,8 @@ class AuditLogsToS3Operator(BaseOperator):
         self.acl_policy = acl_policy
         self.s3_extra_args = dict(s3_extra_args) if isinstance(s3_extra_args, Mapping) else s3_extra_args
         self.object_settings()  # a bad value fails the DAG's import, naming the task
-        if source not in ALL_SOURCES:
-            raise ValueError(
-                f"{self.task_id}: source must be one of {', '.join(map(repr, ALL_SOURCES))}, got {source!r}"
-            )
+        if source not in SOURCES:
+            raise ValueError(f"{self.task_id}: source must be one of {', '.join(map(repr, SOURCES))}, got {source!r}")
         if source == ORCHESTRATOR_SOURCE and page_size is not None and page_size > MAX_TOP:
             raise ValueError(f"{self.task_id}: page_size is $top for source='orchestrator': at most {MAX_TOP}")
         self.source = source
