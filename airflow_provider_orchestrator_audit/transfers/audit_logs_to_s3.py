@@ -136,7 +136,7 @@ class AuditLogsToS3Operator(BaseOperator):
     :param min_age: export the window only once it is this old (a ``timedelta`` or seconds): until
         ``window_end + min_age`` the task waits by deferring, holding no worker slot, so that entries
         recorded late have arrived. Default: no wait for ``source="classic"``, 10 minutes
-        (:data:`DEFAULT_EVENTS_MIN_AGE`) for the event sources; None turns the wait off.
+        (:data:`DEFAULT_EVENTS_MIN_AGE`) for the event sources and ``"orchestrator"``; None turns the wait off.
     :param source: ``"classic"`` (default: ``GET {org}/audit_/api/auditlogs``), ``"organization_events"``
         (the unified audit events, ``{org}/orgaudit_/api/query/events``) or ``"tenant_events"``
         (``{org}/{tenant}/tenantaudit_/api/query/events``). Event sources read the window as disjoint time
