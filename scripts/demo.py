@@ -12,6 +12,7 @@ served at millisecond precision in another time zone, in short pages, while entr
 from __future__ import annotations
 
 import gzip
+import importlib
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 HOME = tempfile.mkdtemp(prefix="orchestrator-audit-demo-")
@@ -50,17 +52,22 @@ def main() -> int:
     with stack:
         print(f"Local Orchestrator at {stack.orchestrator.url} ({dataset.total_count:,} audit entries)")
         print(f"Local S3 (SeaweedFS) at {stack.s3.endpoint_url}, bucket {stack.bucket!r}")
-        from airflow.utils.db import initdb
-
-        initdb()
-        sys.path.insert(0, str(ROOT / "example_dags"))
-        from example_orchestrator_audit_to_s3 import dag
-
-        run = dag.test(logical_date=LOGICAL_DATE)
-        if run is None or run.state != "success":
-            print(f"The DAG run did not succeed: {run and run.state}")
+        if not run_example("example_orchestrator_audit_to_s3"):
             return 1
         return report(stack, dataset)
+
+
+def run_example(module: str, run_conf: dict[str, Any] | None = None) -> bool:
+    """One run of an example DAG (``module``'s ``dag``) for :data:`LOGICAL_DATE` through ``dag.test()``: did it succeed."""
+    from airflow.utils.db import initdb
+
+    initdb()
+    sys.path.insert(0, str(ROOT / "example_dags"))
+    run = importlib.import_module(module).dag.test(logical_date=LOGICAL_DATE, run_conf=run_conf)
+    if run is None or run.state != "success":
+        print(f"The DAG run did not succeed: {run and run.state}")
+        return False
+    return True
 
 
 def report(stack: LocalStack, dataset: AuditDataset) -> int:
@@ -105,15 +112,7 @@ def events_demo() -> int:
     with stack:
         print(f"Local Orchestrator at {stack.orchestrator.url}: audit events of tenants {', '.join(tenants)}")
         print(f"Local S3 (SeaweedFS) at {stack.s3.endpoint_url}, bucket {stack.bucket!r}")
-        from airflow.utils.db import initdb
-
-        initdb()
-        sys.path.insert(0, str(ROOT / "example_dags"))
-        from example_orchestrator_audit_tenant_events import dag
-
-        run = dag.test(logical_date=LOGICAL_DATE, run_conf={"tenants": tenants})
-        if run is None or run.state != "success":
-            print(f"The DAG run did not succeed: {run and run.state}")
+        if not run_example("example_orchestrator_audit_tenant_events", {"tenants": tenants}):
             return 1
         listing: EventListing = stack.orchestrator.event_listing
         start = to_ticks(datetime(2026, 1, 1, 13, tzinfo=UTC))
@@ -155,15 +154,7 @@ def orchestrator_demo() -> int:
     with stack:
         print(f"Local Orchestrator at {stack.orchestrator.url}: Orchestrator's audit log of tenant {tenant!r}")
         print(f"Local S3 (SeaweedFS) at {stack.s3.endpoint_url}, bucket {stack.bucket!r}")
-        from airflow.utils.db import initdb
-
-        initdb()
-        sys.path.insert(0, str(ROOT / "example_dags"))
-        from example_orchestrator_audit_orchestrator_log import dag
-
-        run = dag.test(logical_date=LOGICAL_DATE, run_conf={"tenant": tenant})
-        if run is None or run.state != "success":
-            print(f"The DAG run did not succeed: {run and run.state}")
+        if not run_example("example_orchestrator_audit_orchestrator_log", {"tenant": tenant}):
             return 1
         start = to_ticks(datetime(2026, 1, 1, 13, tzinfo=UTC))
         end = to_ticks(datetime(2026, 1, 1, 14, tzinfo=UTC))
