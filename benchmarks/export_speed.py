@@ -8,7 +8,9 @@ Beside each run of the operator it prints the latency-bound limit of its reading
 upper edge's search (sequential, and needed before any page) plus its pages and repairs divided by the
 concurrency, rounded up, times the latency; and the reading itself (first probe to last entry, the
 spooling and streamed part uploads included), which is what the limit bounds. The whole ``execute()``
-adds the S3 client, the bucket check and the completion of the upload.
+adds the S3 client, the bucket check and the completion of the upload. It also prints the local
+Orchestrator's CPU seconds per export of the operator (its process, all threads): that much of the
+2 cores went to serving rather than to the exporter (a real Orchestrator spends it on its own machines).
 
     .venv/bin/python benchmarks/export_speed.py [--repeat 3] [--latency-ms 100]
 """
@@ -21,6 +23,7 @@ import math
 import os
 import time
 
+import psutil
 from harness import median, naive_export, orchestrator, s3, use_connections
 
 ENTRIES = 3 * 86_400  # 2026-01-01 .. 2026-01-03, one entry per second
@@ -59,20 +62,24 @@ def main() -> None:
     times: dict[str, list[float]] = {"ours": [], "naive": []}
     reads: list[float] = []
     limits: list[float] = []
+    served: list[float] = []
     records: dict[str, int] = {}
     load_before = os.getloadavg()
     # The whole log stays serialised in the simulator after the warm-up round, so that its CPU (which a
     # real Orchestrator spends on its own machines) competes as little as possible with the exporters.
     with orchestrator(ENTRIES, latency_ms=args.latency_ms, cache_size=ENTRIES) as orch, s3() as s3_server:
         use_connections(orch, s3_server)
+        server = psutil.Process(orch.process.pid)
         # One untimed round each: imports (Airflow, boto3) and SeaweedFS's first volume allocation are
         # start-up costs of the process and the store, not of either way of exporting.
         ours("bench")
         naive_export(orch.url, *WINDOW, "bench", "naive.jsonl")
         for _ in range(args.repeat):
+            server_cpu = sum(server.cpu_times()[:2])
             started = time.perf_counter()
             result = ours("bench", args.latency_ms)
             times["ours"].append(time.perf_counter() - started)
+            served.append(sum(server.cpu_times()[:2]) - server_cpu)
             records["ours"] = result["records"]
             reads.append(result["read_seconds"])
             limits.append(result["limit_seconds"])
@@ -90,6 +97,7 @@ def main() -> None:
         "latency_bound_limit": round(median(limits), 2),
         "over_limit": round(median(reads) / median(limits), 2),
         "requests": requests,
+        "server_cpu_seconds": [round(t, 2) for t in served],
     }
     summary["latency_ms"] = args.latency_ms
     summary["speedup"] = round(summary["naive"]["median"] / summary["ours"]["median"], 1)
