@@ -26,8 +26,9 @@ def cycle() -> weakref.ref[Node]:
 @pytest.fixture(autouse=True)
 def unfrozen_heap():
     assert gc.get_freeze_count() == 0
+    unfreeze = gc.unfreeze  # the real one, whatever a test puts in its place
     yield
-    gc.unfreeze()
+    unfreeze()
 
 
 def test_the_heap_from_before_is_frozen_inside_the_block_and_given_back_after():
@@ -49,18 +50,29 @@ def test_the_heap_is_given_back_when_the_block_fails():
     assert gc.get_freeze_count() == 0
 
 
-def test_a_process_that_freezes_its_heap_itself_is_left_as_it_is():
+def untouched(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Records every freeze and unfreeze the block would make (none, for a heap it must leave alone)."""
+    calls: list[str] = []
+    monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
+    monkeypatch.setattr(gc, "unfreeze", lambda: calls.append("unfreeze"))
+    return calls
+
+
+def test_a_process_that_freezes_its_heap_itself_is_left_as_it_is(monkeypatch):
     gc.freeze()  # as Airflow's LocalExecutor does before it forks
-    frozen = gc.get_freeze_count()
+    calls = untouched(monkeypatch)
     with collect_only_new_objects():
         Node()
-    assert gc.get_freeze_count() == frozen
+    assert calls == []
+    assert gc.get_freeze_count() > 0
 
 
-def test_a_process_without_the_collector_is_left_as_it_is():
+def test_a_process_without_the_collector_is_left_as_it_is(monkeypatch):
+    calls = untouched(monkeypatch)
     gc.disable()
     try:
         with collect_only_new_objects():
-            assert gc.get_freeze_count() == 0
+            pass
     finally:
         gc.enable()
+    assert calls == []
