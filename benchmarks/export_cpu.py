@@ -15,6 +15,12 @@ entries, medians of the rounds.
 ``benchmarks/events_export.py``, against its naive exporter that follows ``previous``), plain output.
 
     .venv/bin/python benchmarks/export_cpu.py --source tenant_events [--repeat 3] [--latency-ms 100]
+
+``--source orchestrator`` measures Orchestrator's own audit log (the 86,400-entry window of
+``benchmarks/orchestrator_export.py``, against its naive exporter that pages the window's ``$filter``
+with ``$skip``), plain output.
+
+    .venv/bin/python benchmarks/export_cpu.py --source orchestrator [--repeat 3] [--latency-ms 100]
 """
 
 from __future__ import annotations
@@ -69,7 +75,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--latency-ms", type=float, default=100)
-    parser.add_argument("--source", choices=["audit_logs", "tenant_events"], default="audit_logs")
+    parser.add_argument("--source", choices=["audit_logs", "tenant_events", "orchestrator"], default="audit_logs")
     args = parser.parse_args()
     cpu: dict[str, list[float]] = {}
     wall: dict[str, list[float]] = {}
@@ -79,6 +85,11 @@ def main() -> None:
 
         server = events_server(SPEED_EVENTS, args.latency_ms)
         compressions: tuple[str | None, ...] = (None,)
+    elif args.source == "orchestrator":
+        from orchestrator_export import SPEED_ENTRIES, odata_server
+
+        server = odata_server(SPEED_ENTRIES, args.latency_ms)
+        compressions = (None,)
     else:
         server = orchestrator(ENTRIES, latency_ms=args.latency_ms, cache_size=ENTRIES)
         compressions = COMPRESSIONS
@@ -88,6 +99,15 @@ def main() -> None:
             ways = {
                 "ours_plain": lambda: ours_events("bench", None),
                 "naive_plain": lambda: naive_events_export(orch.url, *SPEED_WINDOW, "bench", "naive.jsonl"),
+            }
+        elif args.source == "orchestrator":
+            from orchestrator_export import SPEED_WINDOW as ODATA_WINDOW
+            from orchestrator_export import naive_skip_export
+            from orchestrator_export import ours as ours_orchestrator
+
+            ways = {
+                "ours_plain": lambda: ours_orchestrator("bench", *ODATA_WINDOW),
+                "naive_plain": lambda: naive_skip_export(orch.url, *ODATA_WINDOW, "bench", "naive.jsonl"),
             }
         else:
             ways = {
