@@ -16,6 +16,7 @@ from airflow_provider_orchestrator_audit.timestamps import (
     TICKS_PER_SECOND,
     Ticks,
     TimestampError,
+    parse_seven_digit_timestamp,
     parse_timestamp,
 )
 from airflow_provider_orchestrator_audit.verbatim import VerbatimRecord
@@ -43,12 +44,8 @@ def _minute_ticks(minute: str) -> Ticks:
 
 def created_on_ticks(text: str) -> Ticks:
     """``createdOn`` in ticks, any fraction length; :class:`TimestampError` when it is not a timestamp."""
-    if len(text) == 28 and text[16] == ":" and text[19] == "." and text[27] == "Z" and text[17] < "6":
-        # Seven fractional digits (.NET's round-trip form, Orchestrator's ExecutionTime): once the minute is
-        # known, the ticks are linear in the nine digits of seconds and fraction.
-        digits = text[17:19] + text[20:27]
-        if digits.isascii() and digits.isdigit():
-            return _minute_ticks(text[:16]) + int(digits)
+    if len(text) == 28 and text[27] == "Z":
+        return parse_seven_digit_timestamp(text)  # seven fractional digits: Orchestrator's ExecutionTime
     match = _UTC_TEXT.match(text)
     if match is None:
         return parse_timestamp(text)

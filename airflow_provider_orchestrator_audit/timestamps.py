@@ -17,6 +17,7 @@ __all__ = [
     "TimestampError",
     "datetime_to_ticks",
     "format_ticks",
+    "parse_seven_digit_timestamp",
     "parse_timestamp",
     "ticks_to_datetime",
     "to_ticks",
@@ -109,6 +110,35 @@ def parse_timestamp(value: str, *, assume_utc: bool = True) -> Ticks:
     whole_seconds = naive.replace(tzinfo=UTC) - offset
     ticks = datetime_to_ticks(whole_seconds)
     return ticks + int((fraction + "0000000")[:7])
+
+
+# Ticks of a seven-digit timestamp up to its minute (with its offset): a page of entries spans a few minutes.
+_MINUTES: dict[str, Ticks] = {}
+_MAX_MINUTES = 4096
+
+
+def parse_seven_digit_timestamp(text: str) -> Ticks:
+    """
+    :func:`parse_timestamp` of ``text``, from a cache of its minute when it has .NET's round-trip shape with
+    seven fractional digits (``2021-10-14T13:10:15.1964174+00:00`` or ``...15.1964174Z``: Orchestrator's
+    ``createdOn`` and ``ExecutionTime``).
+
+    Up to the seconds such a text maps to ticks linearly in the seconds and the 7 fractional digits once the
+    rest (date, hour, minute, offset) is fixed, so the rest is parsed once per minute: the ticks are that
+    minute's plus ``int("151964174")``. Any other text goes to :func:`parse_timestamp`.
+    """
+    if len(text) in (28, 33) and text[16] == ":" and text[19] == "." and text.isascii() and text[17] < "6":
+        digits = text[17:19] + text[20:27]
+        if digits.isdigit():
+            minute = text[:16] + text[27:]
+            start = _MINUTES.get(minute)
+            if start is None:
+                start = parse_timestamp(text) - int(digits)
+                if len(_MINUTES) >= _MAX_MINUTES:
+                    _MINUTES.clear()
+                _MINUTES[minute] = start
+            return start + int(digits)
+    return parse_timestamp(text)
 
 
 def _parse_offset(text: str | None) -> timedelta:

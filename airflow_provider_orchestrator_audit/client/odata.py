@@ -52,6 +52,7 @@ from airflow_provider_orchestrator_audit.orchestrator_models import (
 )
 from airflow_provider_orchestrator_audit.timestamps import Ticks, TimestampError
 from airflow_provider_orchestrator_audit.validation import checked_int
+from airflow_provider_orchestrator_audit.verbatim import utf8_line
 
 __all__ = [
     "MAX_TOP",
@@ -86,8 +87,6 @@ _SPANS = msgspec.json.Decoder(list[msgspec.Raw])
 _VALUE = msgspec.json.Decoder()
 _HEAD = msgspec.json.Decoder(_EntryHead)
 _HEADS = msgspec.json.Decoder(list[_EntryHead])
-# U+2028 and U+2029 in UTF-8: JSON allows them raw in strings, but many line readers split there.
-_LINE_SEPARATOR, _PARAGRAPH_SEPARATOR = "\u2028".encode(), "\u2029".encode()
 
 
 @dataclass(frozen=True)
@@ -339,13 +338,10 @@ def _entries(
         line = bytes(span)
         if not ascii_only and not line.isascii():
             try:
-                str(line, "utf-8")  # raises on a byte sequence that is not UTF-8
+                line = utf8_line(line)  # raw U+2028/U+2029 escaped, the rest as sent
             except UnicodeDecodeError:
                 read_json_text(body, json.loads)  # the body is not UTF-8: says so, as damaged on the way
                 raise PageFormatError(f"value[{position}]: not UTF-8", damaged=True) from None
-            if _LINE_SEPARATOR in line or _PARAGRAPH_SEPARATOR in line:
-                # Raw, they can only stand inside strings, where their escapes mean the same.
-                line = line.replace(_LINE_SEPARATOR, b"\\u2028").replace(_PARAGRAPH_SEPARATOR, b"\\u2029")
         try:
             if pretty and (b"\n" in line or b"\r" in line):
                 text = str(line, "utf-8")

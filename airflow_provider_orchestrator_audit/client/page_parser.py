@@ -24,7 +24,8 @@ from typing import Any, TypeVar
 import msgspec
 
 from airflow_provider_orchestrator_audit.models import AuditLogEntry, AuditLogPage
-from airflow_provider_orchestrator_audit.timestamps import Ticks, parse_timestamp
+from airflow_provider_orchestrator_audit.timestamps import parse_seven_digit_timestamp
+from airflow_provider_orchestrator_audit.verbatim import utf8_line
 
 __all__ = [
     "JSON_DECODER",
@@ -42,10 +43,9 @@ JSON_DECODER = json.JSONDecoder()
 _Record = TypeVar("_Record")
 _Read = TypeVar("_Read")
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
-#: Bytes that make a record's text unfit to be one output line (raw line breaks, U+2028, U+2029): each
-#: parser looks for them in the whole array of records first, since compact bodies rarely hold any.
+#: Bytes that make a record's text unfit to be one output line (raw line breaks, U+2028, U+2029): the
+#: events parser looks for them in the whole array of records first, since compact bodies rarely hold any.
 LINE_BREAKS = re.compile(rb"[\n\r]|\xe2\x80[\xa8\xa9]")
-_SEPARATOR_2028, _SEPARATOR_2029 = "\u2028".encode(), "\u2029".encode()
 
 
 class _Head(msgspec.Struct, gc=False):
@@ -62,9 +62,6 @@ _FIELDS = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _SPANS = msgspec.json.Decoder(list[msgspec.Raw])
 _VALUE = msgspec.json.Decoder()
 _HEADS = msgspec.json.Decoder(list[_Head])
-# Ticks of createdOn up to its minute (plus its offset): a page of 1,000 entries spans a few minutes.
-_MINUTES: dict[str, Ticks] = {}
-_MAX_MINUTES = 4096
 
 
 class PageFormatError(ValueError):
@@ -107,11 +104,10 @@ def _read_page(body: bytes) -> AuditLogPage | None:
         # is not an object fails here), cost less than a decoder call per entry.
         spans = _SPANS.decode(results_span)
         heads = _HEADS.decode(results_span)
-        # What each entry needs checked is first looked for in the whole array, once: compact bodies rarely
-        # hold raw line breaks (only possible between tokens) or U+2028/U+2029 (only inside strings).
+        # Raw line breaks (only possible between tokens) are first looked for in the whole array, once:
+        # compact bodies hold none.
         whole = bytes(results_span)
         breaks = b"\n" in whole or b"\r" in whole
-        separators = _SEPARATOR_2028 in whole or _SEPARATOR_2029 in whole
         # An all-ASCII body is valid UTF-8; otherwise each entry that is not ASCII is checked on its own
         # (decoding the whole body at once builds a wide string: more work than the entries' few checks).
         ascii_only = whole.isascii()
@@ -128,36 +124,11 @@ def _read_page(body: bytes) -> AuditLogPage | None:
                 append(AuditLogEntry(json.loads(text), text))
                 continue
             if not ascii_only and not line.isascii():
-                text = str(line, "utf-8")  # raises on a byte sequence that is not UTF-8
-                # In valid UTF-8 these bytes can only be U+2028/U+2029 themselves: escaped, the rest as sent.
-                if separators and ("\u2028" in text or "\u2029" in text):
-                    line = line.replace(_SEPARATOR_2028, b"\\u2028").replace(_SEPARATOR_2029, b"\\u2029")
-            append(from_line(line, _created_on_ticks(created_on)))
+                line = utf8_line(line)  # raises on a byte sequence that is not UTF-8
+            append(from_line(line, parse_seven_digit_timestamp(created_on)))
     except (msgspec.MsgspecError, ValueError, RecursionError):
         return None
     return AuditLogPage.model_construct(total_count=total_count, results=entries)
-
-
-def _created_on_ticks(text: str) -> Ticks:
-    """
-    :func:`parse_timestamp` of ``createdOn``, from a cache of its minute for Orchestrator's own shape.
-
-    Up to the seconds, ``2021-10-14T13:10:15.1964174+00:00`` maps to ticks linearly in the seconds and
-    the 7 fractional digits once the rest (date, hour, minute, offset) is fixed, so the rest is parsed once
-    per minute: the ticks are that minute's plus ``int("151964174")``.
-    """
-    if len(text) == 33 and text[16] == ":" and text[19] == "." and text.isascii() and text[17] < "6":
-        digits = text[17:19] + text[20:27]
-        if digits.isdigit():
-            minute = text[:16] + text[27:]
-            start = _MINUTES.get(minute)
-            if start is None:
-                start = parse_timestamp(text) - int(digits)
-                if len(_MINUTES) >= _MAX_MINUTES:
-                    _MINUTES.clear()
-                _MINUTES[minute] = start
-            return start + int(digits)
-    return parse_timestamp(text)
 
 
 def read_json_text(body: bytes, read: Callable[[str], _Read]) -> _Read:
