@@ -156,14 +156,11 @@ def orchestrator_demo() -> int:
         print(f"Local S3 (SeaweedFS) at {stack.s3.endpoint_url}, bucket {stack.bucket!r}")
         if not run_example("example_orchestrator_audit_orchestrator_log", {"tenant": tenant}):
             return 1
-        start = to_ticks(datetime(2026, 1, 1, 13, tzinfo=UTC))
-        end = to_ticks(datetime(2026, 1, 1, 14, tzinfo=UTC))
-        resolution = switches.resolution
-        expected = [
-            logs.entry_json(tenant, entry_id, switches.format(ticks), True).replace("\u2028", "\\u2028")
-            for entry_id, ticks in logs.entries(tenant)
-            if start <= ticks // resolution * resolution < end
-        ]
+        listing = stack.orchestrator.odata_listing
+        hour = listing.window_entries(
+            tenant, to_ticks(datetime(2026, 1, 1, 13, tzinfo=UTC)), to_ticks(datetime(2026, 1, 1, 14, tzinfo=UTC))
+        )
+        expected = listing.entry_lines(tenant, hour)
         print("\nWritten to S3:")
         (key,) = stack.s3.list_keys(stack.bucket)
         body = stack.s3.get_object_bytes(stack.bucket, key)

@@ -33,6 +33,7 @@ from typing import Any
 
 from airflow_provider_orchestrator_audit.testing.events_dataset import DEFAULT_TENANTS
 from airflow_provider_orchestrator_audit.timestamps import TICKS_PER_SECOND, Ticks, TimestampError, parse_timestamp
+from airflow_provider_orchestrator_audit.verbatim import escape_line_separators
 
 __all__ = ["FIRST_ID", "MAX_TOP", "OdataAnswer", "OdataListing", "OdataSwitches", "OrchestratorDataset"]
 
@@ -355,6 +356,21 @@ class OdataListing:
     def __init__(self, dataset: OrchestratorDataset, switches: OdataSwitches | None = None) -> None:
         self.dataset = dataset
         self.switches = switches or OdataSwitches()
+
+    def window_entries(self, tenant: str, start: Ticks, end: Ticks) -> list[tuple[int, Ticks]]:
+        """``(Id, ticks as stored)`` of ``tenant``'s entries now with ``start <= ExecutionTime < end``, in Id order."""
+        resolution = self.switches.resolution
+        stored = ((entry_id, ticks // resolution * resolution) for entry_id, ticks in self.dataset.entries(tenant))
+        return [(entry_id, ticks) for entry_id, ticks in stored if start <= ticks < end]
+
+    def entry_lines(self, tenant: str, entries: list[tuple[int, Ticks]], expand_entities: bool = True) -> list[str]:
+        """The lines an export writes of ``entries``: each entry's text as served, U+2028/U+2029 escaped."""
+        return [
+            escape_line_separators(
+                self.dataset.entry_json(tenant, entry_id, self.switches.format(ticks), expand_entities)
+            )
+            for entry_id, ticks in entries
+        ]
 
     def answer(self, tenant: str, params: dict[str, str], serial: int = 0, context: str = "") -> OdataAnswer:
         """

@@ -31,23 +31,12 @@ KEY = (
 
 def window_entries(server: Any, tenant: str = TENANT, window: tuple[str, str] = WINDOW) -> list[tuple[int, int]]:
     """``(Id, ticks as stored)`` of the window's entries now."""
-    start, end = to_ticks(window[0]), to_ticks(window[1])
-    resolution = server.odata_listing.switches.resolution
-    stored = (
-        (entry_id, ticks // resolution * resolution) for entry_id, ticks in server.orchestrator_audit.entries(tenant)
-    )
-    return [(entry_id, ticks) for entry_id, ticks in stored if start <= ticks < end]
+    return server.odata_listing.window_entries(tenant, to_ticks(window[0]), to_ticks(window[1]))
 
 
 def entry_lines(server: Any, entries: list[tuple[int, int]], tenant: str = TENANT, entities: bool = True) -> list[str]:
     """The lines the export must write: the server's own text of each entry, U+2028/U+2029 escaped."""
-    switches = server.odata_listing.switches
-    return [
-        server.orchestrator_audit.entry_json(tenant, entry_id, switches.format(ticks), entities)
-        .replace("\u2028", "\\u2028")
-        .replace("\u2029", "\\u2029")
-        for entry_id, ticks in entries
-    ]
+    return server.odata_listing.entry_lines(tenant, entries, entities)
 
 
 def object_lines(s3_server: Any, bucket: str, key: str) -> list[str]:

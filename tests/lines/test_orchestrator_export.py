@@ -25,15 +25,9 @@ KEY = (
 
 def hour_lines(server) -> list[str]:
     """The lines the hour 00:00-01:00 must give: each entry's text as served, U+2028/U+2029 escaped."""
-    start, end = to_ticks("2026-01-01T00:00:00Z"), to_ticks("2026-01-01T01:00:00Z")
-    switches = server.odata_listing.switches
-    return [
-        server.orchestrator_audit.entry_json(TENANT, entry_id, switches.format(ticks), True)
-        .replace("\u2028", "\\u2028")
-        .replace("\u2029", "\\u2029")
-        for entry_id, ticks in server.orchestrator_audit.entries(TENANT)
-        if start <= ticks // switches.resolution * switches.resolution < end
-    ]
+    listing = server.odata_listing
+    hour = listing.window_entries(TENANT, to_ticks("2026-01-01T00:00:00Z"), to_ticks("2026-01-01T01:00:00Z"))
+    return listing.entry_lines(TENANT, hour)
 
 
 def test_the_example_exports_the_connections_tenant_for_its_hour(orchestrator, bucket, s3_server, monkeypatch):
