@@ -24,7 +24,7 @@ import os
 import time
 
 import psutil
-from harness import median, naive_export, orchestrator, s3, use_connections
+from harness import export_keeping_reader, median, naive_export, orchestrator, s3, use_connections
 
 ENTRIES = 3 * 86_400  # 2026-01-01 .. 2026-01-03, one entry per second
 WINDOW = ("2026-01-02T00:00:00Z", "2026-01-03T00:00:00Z")
@@ -32,18 +32,8 @@ WINDOW = ("2026-01-02T00:00:00Z", "2026-01-03T00:00:00Z")
 
 def ours(bucket: str, latency_ms: float = 0) -> dict:
     """One export by the operator; its result, with the reading's time and latency-bound limit."""
-    from airflow_provider_orchestrator_audit.transfers.audit_logs_to_s3 import AuditLogsToS3Operator
-
-    readers = []
-
-    class Operator(AuditLogsToS3Operator):
-        def _reader(self, window):  # keeps the reader, for its statistics
-            readers.append(super()._reader(window))
-            return readers[-1]
-
-    operator = Operator(task_id="export", s3_bucket=bucket, window_start=WINDOW[0], window_end=WINDOW[1])
-    result = operator.execute({})
-    stats = readers[-1].stats
+    result, reader, operator = export_keeping_reader(s3_bucket=bucket, window_start=WINDOW[0], window_end=WINDOW[1])
+    stats = reader.stats
     pages = stats.page_requests + stats.repair_requests
     rounds = stats.upper_probes + math.ceil(pages / operator.max_concurrency)
     return result | {

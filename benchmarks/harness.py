@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="orchestrator-audit-bench-"))
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
@@ -142,3 +143,23 @@ def naive_export(
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def export_keeping_reader(**operator_kwargs: Any) -> tuple[dict, Any, Any]:
+    """
+    One export by ``AuditLogsToS3Operator(task_id="export", **operator_kwargs)``: its result, the reader it
+    read the window with (for the reading's statistics) and the operator.
+    """
+    from airflow_provider_orchestrator_audit.transfers.audit_logs_to_s3 import AuditLogsToS3Operator
+
+    readers: list[Any] = []
+
+    class Operator(AuditLogsToS3Operator):
+        def _reader(self, window: Any) -> Any:  # keeps the reader, for its statistics
+            readers.append(super()._reader(window))
+            return readers[-1]
+
+    operator = Operator(task_id="export", **operator_kwargs)
+    result = operator.execute({})
+    (reader,) = readers
+    return result, reader, operator

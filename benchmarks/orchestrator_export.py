@@ -25,7 +25,16 @@ import sys
 import time
 from typing import Any
 
-from harness import CLIENT_ID, CLIENT_SECRET, ORGANIZATION, median, orchestrator, s3, use_connections
+from harness import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    ORGANIZATION,
+    export_keeping_reader,
+    median,
+    orchestrator,
+    s3,
+    use_connections,
+)
 
 TENANT = "DefaultTenant"
 SPEED_ENTRIES = 3 * 86_400  # 2026-01-01 .. 2026-01-03, one entry a second on average
@@ -37,20 +46,9 @@ LARGE = ("2026-01-01T00:10:00Z", "2026-01-06T19:03:20Z")  # 500,000 entries
 
 def ours(bucket: str, start: str, end: str) -> dict[str, Any]:
     """The operator's export; its result with the reading's requests and seconds (first page to last entry)."""
-    from airflow_provider_orchestrator_audit.transfers.audit_logs_to_s3 import AuditLogsToS3Operator
-
-    readers: list[Any] = []
-
-    class MeasuredOperator(AuditLogsToS3Operator):
-        def _reader(self, window: Any) -> Any:
-            readers.append(super()._reader(window))
-            return readers[-1]
-
-    operator = MeasuredOperator(
-        task_id="export", s3_bucket=bucket, source="orchestrator", tenant=TENANT, window_start=start, window_end=end
+    result, reader, _operator = export_keeping_reader(
+        s3_bucket=bucket, source="orchestrator", tenant=TENANT, window_start=start, window_end=end
     )
-    result = operator.execute({})
-    (reader,) = readers
     return {**result, "requests": reader.stats.requests, "reading_seconds": reader.stats.seconds}
 
 
