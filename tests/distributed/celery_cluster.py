@@ -186,6 +186,8 @@ class CeleryAirflowCluster:
                 # The workers' hostname_callable lives in this checkout's tests.
                 "PYTHONPATH": os.pathsep.join(filter(None, [str(REPOSITORY), env.get("PYTHONPATH")])),
                 "TMPDIR": str(home / "tmp"),
+                # A process that stops making progress can be made to print every thread's stack (SIGABRT).
+                "PYTHONFAULTHANDLER": "1",
                 "AIRFLOW_HOME": str(home),
                 "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
                 "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
@@ -377,6 +379,45 @@ class CeleryAirflowCluster:
             return ""
         text = component.log_path.read_text(errors="replace").splitlines()[-lines:]
         return f"--- {component.name} ---\n" + "\n".join(text)
+
+    def stall_report(self, dag_id: str, run_id: str) -> str:
+        """
+        What a run that stopped advancing looks like from inside, for the failure message: the DAG and the run
+        as the database holds them, every task instance's state, the executor's queues (the scheduler logs them
+        on SIGUSR2), and the stack of every thread of the scheduler and the dag-processor (faulthandler prints
+        them on SIGABRT, which ends those two processes: only for a test that has already failed).
+        """
+        parts: list[str] = []
+        run = f"dags/{dag_id}/dagRuns/{run_id}"
+        for title, path in (
+            ("DAG", f"dags/{dag_id}"),
+            ("run", run),
+            ("task instances", f"{run}/taskInstances?limit=100"),
+        ):
+            try:
+                answer = self.api(path)
+            except (httpx.HTTPError, ValueError) as error:
+                parts.append(f"--- {title}: the API did not answer ({error})")
+                continue
+            if title == "task instances":
+                rows = [
+                    f"{ti['task_id']}[{ti['map_index']}] try {ti['try_number']}: {ti['state']} on {ti['hostname']}"
+                    for ti in answer["task_instances"]
+                ]
+                parts.append(f"--- {title}\n" + "\n".join(rows))
+            else:
+                parts.append(f"--- {title}\n{json.dumps(answer, indent=1, default=str)}")
+        stuck = [component for component in self.components if component.name in ("scheduler", "dag-processor")]
+        for component in stuck:
+            if component.name == "scheduler" and component.running():
+                os.kill(component.process.pid, signal.SIGUSR2)  # type: ignore[union-attr]  # running
+        time.sleep(2)
+        for component in stuck:
+            if component.running():
+                os.kill(component.process.pid, signal.SIGABRT)  # type: ignore[union-attr]  # running
+        time.sleep(3)
+        parts.extend(self.log_tail(component, 300) for component in stuck)
+        return "\n".join(parts)
 
     def logs(self, lines: int = 40) -> str:
         """The last lines of every component's output, for a failure message."""

@@ -173,7 +173,11 @@ def test_a_mapped_backfill_survives_a_lost_worker(cluster, orchestrator, s3_serv
         state = airflow.api(run)["state"]
         return state if state in ("success", "failed") else None
 
-    assert wait_for("the backfill run finishes", run_finished, airflow, 480) == "success", airflow.logs(80)
+    try:
+        final_state = wait_for("the backfill run finishes", run_finished, airflow, 480)
+    except TimeoutError as error:
+        raise TimeoutError(f"{error}\n{airflow.stall_report(DAG_ID, run_id)}") from None
+    assert final_state == "success", airflow.logs(80)
     finished = time.monotonic()
 
     # Every hour's object holds exactly that hour's entries.
