@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 
 # Airflow reads its configuration when first imported: point it at a throw-away home before that.
 _AIRFLOW_HOME = tempfile.mkdtemp(prefix="airflow-home-")
+atexit.register(shutil.rmtree, _AIRFLOW_HOME, ignore_errors=True)  # the run's home goes with the run
 DAGS_FOLDER = os.path.join(_AIRFLOW_HOME, "dags")
 os.makedirs(DAGS_FOLDER)
 os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
