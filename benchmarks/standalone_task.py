@@ -28,8 +28,10 @@ untimed (caches, the first DAG parse). Medians of ``--repeat`` rounds.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import sys
 import tempfile
 import textwrap
@@ -158,6 +160,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     dags = Path(tempfile.mkdtemp(prefix="standalone-bench-dags-"))
+    atexit.register(shutil.rmtree, dags, ignore_errors=True)
     empty_dag = dags / "standalone_benchmark_empty.py"
     empty_dag.write_text(textwrap.dedent(EMPTY_DAG_SOURCE))
     with orchestrator(ENTRIES, latency_ms=100) as orch, s3(BUCKET) as s3_server:
