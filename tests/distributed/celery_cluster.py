@@ -214,6 +214,11 @@ class CeleryAirflowCluster:
                 # A lost worker's task is failed (and retried) this long after its last heartbeat.
                 "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
                 "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+                # A task a lost worker had taken from the broker but not started yet never heartbeats: it stays
+                # queued (its message unacknowledged until the broker's visibility timeout, a day) until this
+                # timeout sends it again, 10 minutes by default.
+                "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "120",
+                "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL": "10",
                 **self._shared_secrets,
             }
         )
