@@ -9,6 +9,7 @@ therefore uses :data:`Ticks`: an ``int`` counting 100 ns intervals since the Uni
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "datetime_to_ticks",
     "format_ticks",
     "parse_seven_digit_timestamp",
+    "parse_seven_digit_timestamps",
     "parse_timestamp",
     "ticks_to_datetime",
     "to_ticks",
@@ -139,6 +141,33 @@ def parse_seven_digit_timestamp(text: str) -> Ticks:
                 _MINUTES[minute] = start
             return start + int(digits)
     return parse_timestamp(text)
+
+
+def parse_seven_digit_timestamps(texts: list[str], otherwise: Callable[[str], Ticks] = parse_timestamp) -> list[Ticks]:
+    """
+    The ticks of each text, as :func:`parse_seven_digit_timestamp` gives them, in one loop over a page's worth
+    of texts rather than a call per text.
+
+    :param otherwise: reads a text that is not of the seven-digit shape, or whose minute is new: one that
+        gives :func:`parse_timestamp`'s answers (``created_on_ticks`` of the event models has a cache of its own).
+    :raises TimestampError: for the first text that is not a timestamp.
+    """
+    minutes = _MINUTES
+    ticks: list[Ticks] = []
+    append = ticks.append
+    for text in texts:
+        # parse_seven_digit_timestamp's checks, for a minute in its cache.
+        if len(text) in (28, 33) and text[16] == ":" and text[19] == "." and text.isascii() and text[17] < "6":
+            digits = text[17:19] + text[20:27]
+            start = minutes.get(text[:16] + text[27:])
+            if start is not None and digits.isdigit():
+                append(start + int(digits))
+                continue
+            if digits.isdigit():
+                append(parse_seven_digit_timestamp(text))  # caches its minute
+                continue
+        append(otherwise(text))
+    return ticks
 
 
 def _parse_offset(text: str | None) -> timedelta:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
 import httpx
@@ -50,7 +50,7 @@ from airflow_provider_orchestrator_audit.orchestrator_models import (
     OrchestratorAuditPage,
     entry_id_of,
 )
-from airflow_provider_orchestrator_audit.timestamps import Ticks, TimestampError
+from airflow_provider_orchestrator_audit.timestamps import Ticks, TimestampError, parse_seven_digit_timestamps
 from airflow_provider_orchestrator_audit.validation import checked_int
 from airflow_provider_orchestrator_audit.verbatim import utf8_line
 
@@ -72,14 +72,44 @@ ORCHESTRATOR_TENANT_ADVICE = (
 )
 
 
-class _EntryHead(msgspec.Struct, gc=False):
+_INT64_MAX = 2**63 - 1
+
+
+class _Head(msgspec.Struct, gc=False):
     """
-    Of an entry, only ``Id`` and ``ExecutionTime`` are decoded; msgspec checks the rest while skipping it.
+    Of an ordinary entry, only ``Id`` (a JSON number that is an int64 >= 0) and ``ExecutionTime`` (a string)
+    are decoded; msgspec checks their types, and the rest while skipping it. A page with any other entry is
+    read through :class:`_EntryHead`, which takes any value, so that :func:`_entries` says what is wrong.
     (Not tracked by the garbage collector: a page makes a thousand of them, and none can form a cycle.)
     """
 
+    Id: Annotated[int, msgspec.Meta(ge=0, le=_INT64_MAX)]
+    ExecutionTime: str
+
+
+class _EntryHead(msgspec.Struct, gc=False):
+    """Of an entry, only ``Id`` and ``ExecutionTime`` are decoded, as any JSON values (or None when missing)."""
+
     Id: Any = None
     ExecutionTime: Any = None
+
+
+class _OrdinaryPage(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """
+    An ordinary page: these members and no others, each of its type (msgspec checks the UTF-8 of the strings
+    it decodes, not of the values it skips, so none is skipped); the entries as their raw spans.
+    """
+
+    value: list[msgspec.Raw]
+    context: str | None = msgspec.field(name="@odata.context", default=None)
+    count: Annotated[int, msgspec.Meta(ge=0)] | None = msgspec.field(name="@odata.count", default=None)
+    next_link: str | None = msgspec.field(name="@odata.nextLink", default=None)
+
+
+class _OrdinaryHeads(msgspec.Struct, gc=False):
+    """The heads of an ordinary page's entries (its other members skipped: :class:`_OrdinaryPage` checked them)."""
+
+    value: list[_Head]
 
 
 _FIELDS = msgspec.json.Decoder(dict[str, msgspec.Raw])
@@ -87,6 +117,8 @@ _SPANS = msgspec.json.Decoder(list[msgspec.Raw])
 _VALUE = msgspec.json.Decoder()
 _HEAD = msgspec.json.Decoder(_EntryHead)
 _HEADS = msgspec.json.Decoder(list[_EntryHead])
+_ORDINARY_PAGE = msgspec.json.Decoder(_OrdinaryPage)
+_ORDINARY_HEADS = msgspec.json.Decoder(_OrdinaryHeads)
 
 
 @dataclass(frozen=True)
@@ -280,6 +312,33 @@ def parse_orchestrator_page(body: bytes) -> OrchestratorAuditPage:
 
     :raises PageFormatError: e.g. ``value: Field required``; ``damaged`` when the body is not JSON at all.
     """
+    # An ordinary page takes two passes in C over the body, one for the envelope and the entries' spans and
+    # one for the entries' Id and ExecutionTime, and a few steps over all entries at once.
+    try:
+        page = _ORDINARY_PAGE.decode(body)
+        heads = _ORDINARY_HEADS.decode(body).value
+    except (msgspec.MsgspecError, ValueError):
+        pass
+    else:
+        entries = _ordinary_entries(body, page.value, heads)
+        if entries is not None:
+            return OrchestratorAuditPage(entries, count=page.count, next_link=page.next_link or None)
+    return _read_page(body)
+
+
+def _read_page(body: bytes) -> OrchestratorAuditPage:
+    """Any page, an entry at a time, saying what is wrong with one that is not a page."""
+    try:
+        return _read_entry_by_entry(body)
+    except PageFormatError as error:
+        if not error.damaged:
+            # Whatever else is wrong, a body that is not JSON text at all was damaged on the way (and is asked
+            # for again): the count, say, is read before the entries' text is checked.
+            read_json_text(body, json.loads)
+        raise
+
+
+def _read_entry_by_entry(body: bytes) -> OrchestratorAuditPage:
     try:
         fields = _FIELDS.decode(body)
     except (msgspec.MsgspecError, ValueError):
@@ -299,7 +358,6 @@ def parse_orchestrator_page(body: bytes) -> OrchestratorAuditPage:
     except (msgspec.MsgspecError, ValueError):
         return _explain(body)
     try:
-        # One pass in C over the entries for their Id and ExecutionTime costs less than a decoder call each.
         heads = _HEADS.decode(value_span)
     except (msgspec.MsgspecError, ValueError):
         heads = [_entry_head(body, span, position) for position, span in enumerate(spans)]
@@ -315,6 +373,35 @@ def _entry_head(body: bytes, span: msgspec.Raw, position: int) -> _EntryHead:
     except (msgspec.MsgspecError, ValueError):
         read_json_text(body, json.loads)  # bytes that are not UTF-8 (or not JSON) were damaged on the way
         raise PageFormatError(f"value[{position}]: must be an object") from None
+
+
+def _ordinary_entries(body: bytes, spans: list[msgspec.Raw], heads: list[_Head]) -> list[OrchestratorAuditEntry] | None:
+    """
+    The entries of an ordinary page, a step at a time over all of them rather than an entry at a time: each
+    one's text UTF-8 and one line (the body not pretty-printed), its ExecutionTime a timestamp. None for any
+    other page, which :func:`_read_page` reads, entry by entry, and says what is wrong with.
+    """
+    lines = list(map(bytes, spans))
+    # Raw line breaks can only stand between tokens: entries pretty-printed are read entry by entry (looked
+    # for in each entry only when the body has one, which may as well end the body).
+    if (b"\n" in body or b"\r" in body) and any(b"\n" in line or b"\r" in line for line in lines):
+        return None
+    # An all-ASCII body is valid UTF-8 and holds no U+2028/U+2029; otherwise each entry that is not ASCII is
+    # checked on its own (decoding the whole body at once builds a wide string: more work than a few checks).
+    # The envelope's own strings msgspec checked while decoding them.
+    if not body.isascii():
+        try:
+            for position, line in enumerate(lines):
+                if not line.isascii():
+                    lines[position] = utf8_line(line)  # raw U+2028/U+2029 escaped, the rest as sent
+        except UnicodeDecodeError:
+            return None
+    execution_times = [head.ExecutionTime for head in heads]
+    try:
+        ticks = parse_seven_digit_timestamps(execution_times, created_on_ticks)
+    except TimestampError:
+        return None
+    return OrchestratorAuditEntry.from_lines(lines, [head.Id for head in heads], execution_times, ticks)
 
 
 def _entries(

@@ -126,7 +126,11 @@ class KeysetChain(Generic[E]):
         if self.done or not hasattr(self, "_request"):
             raise RuntimeError("the chain takes answers to its requests: call first_request() first, not after done")
         previous = self._request.after_id
+        start, end = self.slice.start, self.slice.end
         released: list[E] = []
+        append = released.append
+        outside = 0
+        # Plain loop over locals: it runs for every entry of the window.
         for entry in entries:
             entry_id = entry.entry_id
             if previous is not None and entry_id <= previous:
@@ -136,10 +140,11 @@ class KeysetChain(Generic[E]):
                     "Id filter, and paging by Id would skip entries"
                 )
             previous = entry_id
-            if self.slice.start <= entry.execution_time_ticks < self.slice.end:
-                released.append(entry)
+            if start <= entry.execution_time_ticks < end:
+                append(entry)
             else:
-                self.outside += 1
+                outside += 1
+        self.outside += outside
         self.released_count += len(released)
         if not entries or (count is not None and count == len(entries)):
             self.done = True

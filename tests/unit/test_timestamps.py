@@ -8,6 +8,7 @@ from airflow_provider_orchestrator_audit.timestamps import (
     TICKS_PER_SECOND,
     TimestampError,
     format_ticks,
+    parse_seven_digit_timestamps,
     parse_timestamp,
     ticks_to_datetime,
     to_ticks,
@@ -74,3 +75,35 @@ def test_fast_path_agrees_with_the_general_parser(ticks, offset_minutes):
     text = f"{local:%Y-%m-%dT%H:%M:%S}.{ticks % TICKS_PER_SECOND:07d}{sign}{abs(offset_minutes) // 60:02d}:{abs(offset_minutes) % 60:02d}"
     assert len(text) == 33
     assert parse_timestamp(text) == parse_timestamp(text + " ") == ticks
+
+
+_SEVEN_DIGITS = st.builds(
+    "{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}.{:07d}{}".format,
+    st.integers(1970, 2100),
+    st.integers(1, 12),
+    st.integers(1, 28),
+    st.integers(0, 23),
+    st.integers(0, 59),
+    st.integers(0, 59),
+    st.integers(0, 9_999_999),
+    st.sampled_from(["Z", "+00:00", "-05:30"]),
+)
+
+
+@given(
+    st.lists(
+        st.tuples(_SEVEN_DIGITS, st.integers(0, 32), st.sampled_from(list("0123456789:.+-_ TZ\u0663x"))), max_size=8
+    )
+)
+def test_a_pages_timestamps_at_once_read_as_parse_timestamp_reads_each(changes):
+    """The batch gives parse_timestamp's ticks, or fails where it fails, also right after a valid text of a minute."""
+    texts = [text for base, at, char in changes for text in (base, base[:at] + char + base[at + 1 :])]
+    expected: list[int] = []
+    for text in texts:
+        try:
+            expected.append(parse_timestamp(text))
+        except TimestampError:
+            with pytest.raises(TimestampError):
+                parse_seven_digit_timestamps(texts)
+            return
+    assert parse_seven_digit_timestamps(texts) == expected
