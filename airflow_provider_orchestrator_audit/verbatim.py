@@ -90,3 +90,8 @@ class VerbatimRecord:
         if source is not None:
             return source if isinstance(source, str) else source.decode("utf-8")
         return escape_line_separators(_LINE_ENCODER.encode(self._raw))
+
+    def to_json_bytes(self) -> bytes:
+        """:meth:`to_json` as UTF-8, the form the export writes (the server's own bytes, when kept, as they are)."""
+        source = self._source
+        return source if type(source) is bytes else self.to_json().encode("utf-8")

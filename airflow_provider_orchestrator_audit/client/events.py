@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
@@ -38,7 +39,6 @@ from airflow_provider_orchestrator_audit.client.exchanges import (
 )
 from airflow_provider_orchestrator_audit.client.page_parser import (
     JSON_DECODER,
-    LINE_BREAKS,
     PageFormatError,
     expect_char,
     read_json_text,
@@ -51,6 +51,7 @@ from airflow_provider_orchestrator_audit.client.settings import ConnectionSettin
 from airflow_provider_orchestrator_audit.event_models import EVENT_LEVELS, AuditEvent, AuditEventsPage, EventLevel
 from airflow_provider_orchestrator_audit.exceptions import OrchestratorConfigError, OrchestratorRequestError
 from airflow_provider_orchestrator_audit.validation import INT32_MAX, checked_int
+from airflow_provider_orchestrator_audit.verbatim import utf8_line
 
 __all__ = ["CursorRejectedError", "EventsQuery", "events_url", "fetch_events_page", "parse_events_page"]
 
@@ -58,17 +59,34 @@ __all__ = ["CursorRejectedError", "EventsQuery", "events_url", "fetch_events_pag
 CURSOR_REFUSALS: frozenset[int] = frozenset({400, 404, 410, 422})
 
 
-class _EventHead(msgspec.Struct):
-    """Of an event, only ``id`` and ``createdOn`` are decoded; msgspec checks the rest while skipping it."""
+class _EventHead(msgspec.Struct, gc=False):
+    """
+    Of an event, only ``id`` and ``createdOn`` are decoded; msgspec checks the rest while skipping it.
+    (Not tracked by the garbage collector: a page makes hundreds of them, and nothing in them can form a cycle.)
+    """
 
     id: Any = None
     createdOn: Any = None  # the API's name
 
 
+class _Envelope(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """The documented page, each event as its raw span; a page with other members is read by :data:`_FIELDS`."""
+
+    auditEvents: list[msgspec.Raw]  # the API's names
+    previous: str | None = None
+    next: str | None = None
+
+
+class _HeadsEnvelope(msgspec.Struct, gc=False):
+    auditEvents: list[_EventHead]
+
+
+_ENVELOPE = msgspec.json.Decoder(_Envelope)
+_HEADS_ENVELOPE = msgspec.json.Decoder(_HeadsEnvelope)
 _FIELDS = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _SPANS = msgspec.json.Decoder(list[msgspec.Raw])
 _VALUE = msgspec.json.Decoder()
-_HEAD = msgspec.json.Decoder(_EventHead)
+_HEADS = msgspec.json.Decoder(list[_EventHead])
 
 TENANT_ADVICE = (
     "set tenant='<tenant name>' on the operator (templated) or the connection's extra 'tenant', e.g. "
@@ -143,14 +161,26 @@ def request_url(settings: ConnectionSettings, query: EventsQuery) -> httpx.URL:
     """
     if query.cursor is None:
         return httpx.URL(events_url(settings, query.level, query.tenant), params=query.params())
+    cursor = query.cursor
+    path = cursor.partition("?")[0]
+    if path[:1] == "/" and path[1:2] != "/" and "." not in path and "%" not in path and "\\" not in path:
+        # The usual cursor, a path on the server's own host with nothing to normalise (dot segments): joining
+        # it puts the base URL's origin in front of it, and parsing one URL costs half of joining two.
+        return httpx.URL(_origin(settings.base_url) + cursor)
     base = httpx.URL(settings.base_url + "/")
-    url = base.join(query.cursor)
+    url = base.join(cursor)
     if (url.scheme, url.host, url.port) != (base.scheme, base.host, base.port):
         raise OrchestratorRequestError(
-            f"Connection {settings.conn_id!r}: the server's cursor {query.cursor!r} points at another host than "
+            f"Connection {settings.conn_id!r}: the server's cursor {cursor!r} points at another host than "
             f"{settings.base_url}; the access token is not sent there"
         )
     return url
+
+
+@lru_cache(maxsize=16)
+def _origin(base_url: str) -> str:
+    """``scheme://host[:port]`` of a base URL, as :meth:`httpx.URL.join` keeps it for a path that starts with ``/``."""
+    return str(httpx.URL(base_url + "/").copy_with(path="/", query=None, fragment=None))[:-1]
 
 
 def fetch_events_page(
@@ -222,35 +252,71 @@ def parse_events_page(body: bytes) -> AuditEventsPage:
 def _read_events(body: bytes) -> AuditEventsPage | None:
     """The page as :func:`_scan_events_page` reads it, or None for anything but an ordinary, valid page."""
     try:
-        fields = _FIELDS.decode(body)
-        events_span = fields.get("auditEvents")
-        if events_span is None:
-            return None
-        links: dict[str, str | None] = {}
-        for name, span in fields.items():
-            if name != "auditEvents":
-                str(span, "utf-8")  # msgspec skips other values without checking their UTF-8
-        for name in ("previous", "next"):
-            link = fields.get(name)
-            value = None if link is None else _VALUE.decode(link)
-            if value is not None and type(value) is not str:
-                return None
-            links[name] = value or None
-        spans = _SPANS.decode(events_span)
-        may_break = LINE_BREAKS.search(events_span) is not None
-        events = []
-        for span in spans:
-            head = _HEAD.decode(span)  # a span that is not an object fails here
-            if type(head.id) is not str or not head.id or type(head.createdOn) is not str:
-                return None
-            text = str(span, "utf-8")
-            if may_break and ("\u2028" in text or "\u2029" in text or "\n" in text or "\r" in text):
-                events.append(AuditEvent(json.loads(text), text))  # as the scanner keeps it
-            else:
-                events.append(AuditEvent.from_line(text, head.id, head.createdOn))
+        # Two passes in C over the body, one for the events' spans (and the links, checked and decoded) and
+        # one for their id and createdOn (an event that is not an object fails there), cost less than a
+        # decoder call per event. A page with members besides the documented three takes the longer way.
+        try:
+            envelope = _ENVELOPE.decode(body)
+        except msgspec.ValidationError:
+            return _read_other_events(body)
+        heads = _HEADS_ENVELOPE.decode(body).auditEvents
+        events = _events(envelope.auditEvents, heads, body)
     except (msgspec.MsgspecError, ValueError, RecursionError):
         return None
-    return AuditEventsPage(events, previous=links["previous"], next=links["next"])
+    if events is None:
+        return None
+    return AuditEventsPage(events, previous=envelope.previous or None, next=envelope.next or None)
+
+
+def _read_other_events(body: bytes) -> AuditEventsPage | None:
+    """:func:`_read_events` of a page with members it does not know, or with a link that is not a string."""
+    fields = _FIELDS.decode(body)
+    events_span = fields.get("auditEvents")
+    if events_span is None:
+        return None
+    links: dict[str, str | None] = {}
+    for name, span in fields.items():
+        if name != "auditEvents":
+            str(span, "utf-8")  # msgspec skips other values without checking their UTF-8
+    for name in ("previous", "next"):
+        link = fields.get(name)
+        value = None if link is None else _VALUE.decode(link)
+        if value is not None and type(value) is not str:
+            return None
+        links[name] = value or None
+    events = _events(_SPANS.decode(events_span), _HEADS.decode(events_span), bytes(events_span))
+    return None if events is None else AuditEventsPage(events, previous=links["previous"], next=links["next"])
+
+
+def _events(spans: list[msgspec.Raw], heads: list[_EventHead], around: bytes) -> list[AuditEvent] | None:
+    """
+    The events of their spans and decoded heads, or None if one has no usable ``id`` or ``createdOn``.
+
+    :param around: bytes that hold all the spans (the body, or the array): looked at once for what is rare.
+    :raises ValueError: when an event is not UTF-8 or its ``createdOn`` is not a timestamp.
+    """
+    # Raw line breaks (only possible between tokens) are looked for in all the bytes at once: compact bodies
+    # hold none. All-ASCII bytes are valid UTF-8 and hold no U+2028/U+2029; otherwise each event that is not
+    # ASCII is checked on its own (decoding all at once builds a wide string: twice the work of their checks).
+    breaks = b"\n" in around or b"\r" in around
+    ascii_only = around.isascii()
+    events: list[AuditEvent] = []
+    append, from_line = events.append, AuditEvent.from_line
+    for head, span in zip(heads, spans, strict=True):
+        event_id, created_on = head.id, head.createdOn
+        if type(event_id) is not str or not event_id or type(created_on) is not str:
+            return None
+        # The event keeps the server's UTF-8 bytes, written out as they came: no text object per event.
+        line = bytes(span)
+        if breaks and (b"\n" in line or b"\r" in line):
+            # Pretty-printed: decoded and written again, as the scanner keeps it.
+            text = str(line, "utf-8")
+            append(AuditEvent(json.loads(text), text))
+            continue
+        if not ascii_only and not line.isascii():
+            line = utf8_line(line)  # raises on bytes that are not UTF-8; escapes raw U+2028/U+2029
+        append(from_line(line, event_id, created_on))
+    return events
 
 
 def _scan_events_page(body: bytes) -> AuditEventsPage:
