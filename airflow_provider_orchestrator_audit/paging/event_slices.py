@@ -35,8 +35,9 @@ Example::
 from __future__ import annotations
 
 import itertools
+import operator
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
@@ -220,42 +221,19 @@ class SliceChain(Generic[E]):
         """
         if self.done:
             raise RuntimeError("the chain is done; it takes no more answers")
-        watermark = self.watermark
-        horizon = self._past_watermarks[0] if len(self._past_watermarks) >= self.remembered_pages else None
-        released: list[E] = []
-        new: list[E] = []
-        page_ids: list[str] = []
-        repeated = passed = 0
-        reached_start = False
-        oldest = watermark
-        for event in events:
-            ticks, event_id = event.created_on_ticks, event.event_id
-            if oldest is None or ticks < oldest:
-                oldest = ticks
-            if ticks < self.slice.start:
-                reached_start = True
-                continue
-            if event_id in self._recent_ids or event_id in self._ids_at_watermark:
-                repeated += 1
-                continue
-            if watermark is None or ticks <= watermark or horizon is None or ticks < horizon:
-                # New to this chain. Events above the slice are tracked like the others (the chain may
-                # have to walk through a tie group above it) but released by the slice above.
-                new.append(event)
-                page_ids.append(event_id)
-                self._recent_ids[event_id] = self._recent_ids.get(event_id, 0) + 1
-                if ticks < self.slice.end:
-                    released.append(event)
-            else:
-                passed += 1  # newer than a watermark several pages back: the chain went past it long ago
-        self._remember(page_ids, oldest, new)
+        ticks = [event.created_on_ticks for event in events]
+        ids = [event.event_id for event in events]
+        page_key = frozenset(ids)
+        taken = self._take_unseen(events, ticks, ids, page_key)
+        if taken is None:
+            taken = self._take(events, ticks, ids)
+        self._remember(taken)
         # The same page again (or nothing at all) while a cursor says there is more: the cursor is
         # not advancing. Pages of known events are fine otherwise: after a re-anchor the chain walks
         # through what it already read.
-        page_key = frozenset(event.event_id for event in events)
-        self._idle_pages = self._idle_pages + 1 if not new and page_key == self._last_page_key else 0
+        self._idle_pages = self._idle_pages + 1 if not taken.new and page_key == self._last_page_key else 0
         self._last_page_key = page_key
-        if new:
+        if taken.new:
             self._rejected_in_a_row = 0
         if self._idle_pages >= MAX_IDLE_PAGES and previous is not None:
             if self._rejected_in_a_row:
@@ -264,13 +242,68 @@ class SliceChain(Generic[E]):
                 f"the events cursor does not advance: {self._idle_pages + 1} answers in a row for slice {self.slice} "
                 f"held the same events (last cursor {previous!r}); the server repeats its pages"
             )
-        released.sort(key=lambda item: (-item.created_on_ticks, item.event_id))
+        released = _newest_first(taken.released)
         self.released_count += len(released)
-        if reached_start or previous is None:
+        if taken.reached_start or previous is None:
             self.done = True
-            return SliceStep(released, None, repeated, passed)
+            return SliceStep(released, None, taken.repeated, taken.passed)
         self.requests += 1
-        return SliceStep(released, EventsRequest(cursor=previous), repeated, passed)
+        return SliceStep(released, EventsRequest(cursor=previous), taken.repeated, taken.passed)
+
+    def _take_unseen(
+        self, events: Sequence[E], ticks: list[Ticks], ids: list[str], page_key: frozenset[str]
+    ) -> _Taken[E] | None:
+        """
+        :meth:`_take` of the usual page, in a few passes in C: every event inside the slice (or above it), none
+        newer than the watermark, each id once and none seen before. None for any other page.
+        """
+        if not ids or len(page_key) != len(ids):
+            return None
+        watermark, lowest, highest = self.watermark, min(ticks), max(ticks)
+        if lowest < self.slice.start or (watermark is not None and highest > watermark):
+            return None
+        if not self._recent_ids.keys().isdisjoint(page_key) or not page_key.isdisjoint(self._ids_at_watermark):
+            return None
+        self._recent_ids.update(dict.fromkeys(ids, 1))
+        end = self.slice.end
+        released = list(events) if highest < end else [event for event in events if event.created_on_ticks < end]
+        oldest = lowest if watermark is None or lowest < watermark else watermark
+        return _Taken(released, events, ids, ticks, oldest)
+
+    def _take(self, events: Sequence[E], ticks: list[Ticks], ids: list[str]) -> _Taken[E]:
+        """Which of a page's events are new to the chain, and which of those the slice releases."""
+        watermark = self.watermark
+        horizon = self._past_watermarks[0] if len(self._past_watermarks) >= self.remembered_pages else None
+        start, end = self.slice.start, self.slice.end
+        recent_ids, ids_at_watermark = self._recent_ids, self._ids_at_watermark
+        released: list[E] = []
+        new: list[E] = []
+        new_ids: list[str] = []
+        new_ticks: list[Ticks] = []
+        repeated = passed = 0
+        reached_start = False
+        oldest = watermark
+        for event, event_ticks, event_id in zip(events, ticks, ids, strict=True):
+            if oldest is None or event_ticks < oldest:
+                oldest = event_ticks
+            if event_ticks < start:
+                reached_start = True
+                continue
+            if event_id in recent_ids or event_id in ids_at_watermark:
+                repeated += 1
+                continue
+            if watermark is None or event_ticks <= watermark or horizon is None or event_ticks < horizon:
+                # New to this chain. Events above the slice are tracked like the others (the chain may
+                # have to walk through a tie group above it) but released by the slice above.
+                new.append(event)
+                new_ids.append(event_id)
+                new_ticks.append(event_ticks)
+                recent_ids[event_id] = recent_ids.get(event_id, 0) + 1
+                if event_ticks < end:
+                    released.append(event)
+            else:
+                passed += 1  # newer than a watermark several pages back: the chain went past it long ago
+        return _Taken(released, new, new_ids, new_ticks, oldest, repeated, passed, reached_start)
 
     def cursor_rejected(self, reason: str) -> EventsRequest:
         """
@@ -303,23 +336,57 @@ class SliceChain(Generic[E]):
             f"later ({reason})"
         )
 
-    def _remember(self, page_ids: list[str], oldest: Ticks | None, new: Iterable[E]) -> None:
+    def _remember(self, taken: _Taken[E]) -> None:
         previous_watermark = self.watermark
         self._past_watermarks.append(previous_watermark)
         if len(self._past_watermarks) > self.remembered_pages:
             self._past_watermarks.popleft()
-        self._recent_pages.append(page_ids)
+        self._recent_pages.append(taken.new_ids)
         if len(self._recent_pages) > self.remembered_pages:
-            for event_id in self._recent_pages.popleft():
-                count = self._recent_ids.pop(event_id, 1) - 1
-                if count > 0:
-                    self._recent_ids[event_id] = count
+            forgotten = self._recent_pages.popleft()
+            counts = list(map(self._recent_ids.pop, forgotten, itertools.repeat(1)))
+            if counts and max(counts) > 1:  # an id on several of the remembered pages stays, one page fewer
+                for event_id, count in zip(forgotten, counts, strict=True):
+                    if count > 1:
+                        self._recent_ids[event_id] = count - 1
+        oldest = taken.oldest
         if oldest is None:
             return
-        if previous_watermark is None or oldest < previous_watermark:
-            self.watermark = oldest
+        watermark = previous_watermark
+        if watermark is None or oldest < watermark:
+            self.watermark = watermark = oldest
             self._ids_at_watermark = set()
-        for event in new:
-            if event.created_on_ticks == self.watermark:
-                self._ids_at_watermark.add(event.event_id)
-                self._watermark_unit = created_on_unit(event.created_on)
+        # The new events at the watermark join its tie group; the last of them gives the server's precision.
+        new_ticks = taken.new_ticks
+        index = -1
+        for _ in range(new_ticks.count(watermark)):
+            index = new_ticks.index(watermark, index + 1)
+            self._ids_at_watermark.add(taken.new_ids[index])
+        if index >= 0:
+            self._watermark_unit = created_on_unit(taken.new[index].created_on)
+
+
+@dataclass
+class _Taken(Generic[E]):
+    """What a chain takes of one page: its new events (with their ids and ticks) and those it releases."""
+
+    released: list[E]
+    new: Sequence[E]
+    new_ids: list[str]
+    new_ticks: list[Ticks]
+    #: The oldest ``createdOn`` of the page and the watermark before it.
+    oldest: Ticks | None
+    repeated: int = 0
+    passed: int = 0
+    reached_start: bool = False
+
+
+def _newest_first(events: list[E]) -> list[E]:
+    """``events`` newest first, ties by id, sorted in C (a key function costs a Python call per event)."""
+    newest = map(operator.neg, [event.created_on_ticks for event in events])
+    # The position breaks every tie before the events themselves could be compared.
+    keyed = sorted(zip(newest, [event.event_id for event in events], itertools.count(), events))
+    return list(map(_LAST, keyed))
+
+
+_LAST = operator.itemgetter(-1)

@@ -11,7 +11,9 @@ import itertools
 import json
 import random
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -248,3 +250,97 @@ def test_bounds_are_written_at_the_precision_of_the_event_they_follow() -> None:
     assert created_on_unit("2026-01-31T13:05:12.345Z") == 10_000
     assert created_on_unit("2026-01-31T13:05:12.5Z") == 1_000_000
     assert created_on_unit("2026-01-31T13:05:12.1234567+00:00") == 1
+
+
+class _CountingChain(SliceChain[Event]):
+    """A chain that counts the pages its fast path takes."""
+
+    fast_pages = 0
+
+    def _take_unseen(self, *args: Any) -> Any:
+        taken = super()._take_unseen(*args)
+        self.fast_pages += taken is not None
+        return taken
+
+
+class _EveryPageTheLongWay(SliceChain[Event]):
+    """A chain without the fast path for the usual page: what the fast path must match, step by step."""
+
+    def _take_unseen(self, *args: Any) -> None:
+        return None
+
+
+def _same_failure(error: PagingError, call: Callable[[], object]) -> None:
+    with pytest.raises(PagingError) as other:
+        call()
+    assert str(other.value) == str(error)
+
+
+def fast_path_steps_match(
+    listing: EventListing, window: AuditWindow, slices: int, max_count: int, order: random.Random
+) -> int:
+    """Feed each slice's answers to a chain and its twin without the fast path: every step alike. Fast pages."""
+    pairs = [(_CountingChain(piece), _EveryPageTheLongWay(piece)) for piece in plan_slices(window, slices)]
+    pending = {index: (chain.first_request(), twin.first_request()) for index, (chain, twin) in enumerate(pairs)}
+    requests = 0
+    while pending:
+        index = order.choice(sorted(pending))
+        (chain, twin), (request, twin_request) = pairs[index], pending.pop(index)
+        assert request == twin_request
+        answer = listing.answer(STREAM, params_of(request, max_count), now=float(requests))
+        requests += 1
+        if answer.status != 200:
+            reason = answer.body.decode()
+            try:
+                request = chain.cursor_rejected(reason)
+            except PagingError as error:
+                _same_failure(error, lambda: twin.cursor_rejected(reason))  # noqa: B023  # called at once
+                continue
+            pending[index] = (request, twin.cursor_rejected(reason))
+            continue
+        document = json.loads(answer.body)
+        events = [
+            Event(item["id"], parse_timestamp(item["createdOn"]), item["createdOn"]) for item in document["auditEvents"]
+        ]
+        try:
+            step = chain.accept(events, document["previous"])
+        except PagingError as error:
+            _same_failure(error, lambda: twin.accept(events, document["previous"]))  # noqa: B023  # called at once
+            continue
+        twin_step = twin.accept(events, document["previous"])
+        assert [event.event_id for event in step.released] == [event.event_id for event in twin_step.released]
+        assert (step.next_request, step.repeated, step.passed) == (
+            twin_step.next_request,
+            twin_step.repeated,
+            twin_step.passed,
+        )
+        assert (chain.watermark, chain._ids_at_watermark, chain._recent_ids, chain._watermark_unit) == (
+            twin.watermark,
+            twin._ids_at_watermark,
+            twin._recent_ids,
+            twin._watermark_unit,
+        )
+        if step.next_request is not None:
+            assert twin_step.next_request is not None
+            pending[index] = (step.next_request, twin_step.next_request)
+    return sum(chain.fast_pages for chain, _ in pairs)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cases(), st.integers(0, 6), st.integers(0, 2), st.randoms(use_true_random=False))
+def test_the_fast_path_takes_a_page_as_the_long_way_does(
+    case: tuple[EventListing, AuditWindow, int, int], expire_every: int, late: int, order: random.Random
+) -> None:
+    """Step by step, with every answer of the listing, refused cursors, arrivals and late events."""
+    listing, window, slices, max_count = case
+    listing.switches.expire_cursor_every = expire_every or None
+    rng = random.Random(5)
+    listing.dataset.record_late(STREAM, late, min_lag=0, max_lag=3600 * TICKS_PER_SECOND, rng=rng)
+    fast_path_steps_match(listing, window, slices, max_count, order)
+
+
+def test_the_usual_pages_take_the_fast_path() -> None:
+    listing = EventListing(EventsDataset(size={STREAM: 3000}, tie_probability=0.3), ListingSwitches(page_size_cap=50))
+    window = AuditWindow(BASE + 600 * TICKS_PER_SECOND, BASE + 2400 * TICKS_PER_SECOND)
+    fast = fast_path_steps_match(listing, window, 4, 50, random.Random(2))
+    assert fast >= 1800 // 50 - 4  # all but (at most) the last page of each slice, which reaches below it
