@@ -12,10 +12,11 @@ event exactly once, so memory stays at ``max_concurrency`` pages whatever the wi
 from __future__ import annotations
 
 import logging
+import queue
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -104,12 +105,17 @@ class EventWindowReader:
         self.stats.slices = len(chains)
         waiting = deque(range(len(chains)))
         in_flight: dict[Future[AuditEventsPage], int] = {}
+        # Each request, once answered, puts itself here: one blocking get per answer, where waiting on the
+        # set of requests in flight (concurrent.futures.wait) hooks into and out of every one of them each time.
+        answered: queue.SimpleQueue[Future[AuditEventsPage]] = queue.SimpleQueue()
         next_progress = started + self.progress_interval
         with ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="audit-events") as pool:
 
             def send(index: int, request: EventsRequest) -> None:
                 self.stats.requests += 1
-                in_flight[pool.submit(self._fetch, request)] = index
+                future = pool.submit(self._fetch, request)
+                in_flight[future] = index
+                future.add_done_callback(answered.put)
 
             def start_next() -> None:
                 if waiting:
@@ -120,28 +126,27 @@ class EventWindowReader:
                 while waiting and len(in_flight) < self.max_concurrency:
                     start_next()
                 while in_flight:
-                    done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        index = in_flight.pop(future)
-                        chain = chains[index]
-                        try:
-                            page = future.result()
-                        except CursorRejectedError as error:
-                            # Everything newer than the chain's watermark is read: ask again from there.
-                            self.log.warning("%s; reading slice %s again from its last event", error, chain.slice)
-                            self.stats.reanchors += 1
-                            send(index, chain.cursor_rejected(str(error)))
-                            continue
-                        step = chain.accept(page.events, page.previous)
-                        self.stats.repeated += step.repeated
-                        self.stats.passed += step.passed
-                        if step.released:
-                            self.stats.records += len(step.released)
-                            yield step.released
-                        if step.next_request is not None:
-                            send(index, step.next_request)
-                        else:
-                            start_next()
+                    future = answered.get()
+                    index = in_flight.pop(future)
+                    chain = chains[index]
+                    try:
+                        page = future.result()
+                    except CursorRejectedError as error:
+                        # Everything newer than the chain's watermark is read: ask again from there.
+                        self.log.warning("%s; reading slice %s again from its last event", error, chain.slice)
+                        self.stats.reanchors += 1
+                        send(index, chain.cursor_rejected(str(error)))
+                        continue
+                    step = chain.accept(page.events, page.previous)
+                    self.stats.repeated += step.repeated
+                    self.stats.passed += step.passed
+                    if step.released:
+                        self.stats.records += len(step.released)
+                        yield step.released
+                    if step.next_request is not None:
+                        send(index, step.next_request)
+                    else:
+                        start_next()
                     if time.monotonic() >= next_progress:
                         next_progress = time.monotonic() + self.progress_interval
                         finished = sum(chain.done for chain in chains)
