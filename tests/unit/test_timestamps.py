@@ -1,7 +1,7 @@
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from airflow_provider_orchestrator_audit.timestamps import (
@@ -107,3 +107,28 @@ def test_a_pages_timestamps_at_once_read_as_parse_timestamp_reads_each(changes):
                 parse_seven_digit_timestamps(texts)
             return
     assert parse_seven_digit_timestamps(texts) == expected
+
+
+_UTC_SEVEN_DIGITS = _SEVEN_DIGITS.map(lambda text: text[:27] + "Z")
+
+
+@given(
+    st.lists(_UTC_SEVEN_DIGITS, min_size=1, max_size=6),
+    st.lists(st.tuples(st.integers(0, 27), st.sampled_from(list("0123456789:.-TZ_ +\u0663x"))), max_size=2),
+)
+@example(["2026-01-02T03:04:05.1234567Z", "2026-02-30T03:04:05.1234567Z"], [])  # no such day
+@example(["2026-01-02T03:04:05.1234567Z", "2026-01-02T03:04:60.1234567Z"], [])  # second 60
+@example(["2026-01-02T03:04:05.1234567Z", "2026-01-02T03:04:05.1_34567Z"], [])  # int() would read it
+@example(["2026-01-02T03:04:05.1234567Z", "2026-01-02T03:04:0\u0663.1234567Z"], [])
+@example(["2026-01-02T03:04:05.1234567Z", "2026-01-02T03:04:05.1234567Z "], [])
+def test_a_page_of_utc_timestamps_reads_as_parse_timestamp_reads_each(texts, changes):
+    """Texts all of the UTC seven-digit shape are read at once: the same ticks, or an error where one is wrong."""
+    for at, char in changes:
+        texts = [*texts[:-1], texts[-1][:at] + char + texts[-1][at + 1 :]]
+    try:
+        expected = [parse_timestamp(text) for text in texts]
+    except TimestampError:
+        with pytest.raises(TimestampError):
+            parse_seven_digit_timestamps(texts)
+    else:
+        assert parse_seven_digit_timestamps(texts) == expected
