@@ -242,13 +242,18 @@ BASES = [
     "https://cloud.example/prefix",
     "https://Cloud.Example:8443",
 ]
-CURSOR_TEXT = st.lists(st.sampled_from([*"/abc.%2E?&=#:@+ é\\", "qw", "..", "//", "%41"]), max_size=12).map("".join)
+CURSOR_TEXT = st.lists(
+    st.sampled_from([*"/abc-_~.%2E?&=#:;@+!$'()*,[]|<> é\\", "qw", "..", "//", "%41", "%zz", "/a", "/b"]), max_size=14
+).map("".join)
 
 
 @SETTINGS
 @given(st.sampled_from(BASES), CURSOR_TEXT)
 @example("https://cloud.example/prefix", "/acme/DefaultTenant/tenantaudit_/api/query/events?to=x&qw=a%2Fb+c")
 @example("https://cloud.example/prefix", "/acme/./x/../events?qw=1")
+@example("http://127.0.0.1:8080", "/#")  # join drops an empty fragment
+@example("http://127.0.0.1:8080", "/a?")  # and an empty query
+@example("http://127.0.0.1:8080", "/c;")  # and parameters of the last segment
 @example("https://cloud.example/prefix", "//elsewhere.example/events?qw=1")
 @example("https://cloud.example/prefix", "https://elsewhere.example/events")
 def test_a_cursor_is_joined_to_the_base_url(base: str, cursor: str) -> None:
