@@ -11,10 +11,11 @@ memory stays at ``max_concurrency`` pages whatever the window.
 from __future__ import annotations
 
 import logging
+import queue
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -96,12 +97,17 @@ class OrchestratorWindowReader:
         self.stats.slices = len(chains)
         waiting = deque(range(len(chains)))
         in_flight: dict[Future[OrchestratorAuditPage], int] = {}
+        # Each request, once answered, puts itself here: one blocking get per answer, where waiting on the
+        # set of requests in flight (concurrent.futures.wait) hooks into and out of every one of them each time.
+        answered: queue.SimpleQueue[Future[OrchestratorAuditPage]] = queue.SimpleQueue()
         next_progress = started + self.progress_interval
         with ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="orchestrator-audit") as pool:
 
             def send(index: int, request: KeysetRequest) -> None:
                 self.stats.requests += 1
-                in_flight[pool.submit(self._fetch, request)] = index
+                future = pool.submit(self._fetch, request)
+                in_flight[future] = index
+                future.add_done_callback(answered.put)
 
             def start_next() -> None:
                 if waiting:
@@ -112,21 +118,20 @@ class OrchestratorWindowReader:
                 while waiting and len(in_flight) < self.max_concurrency:
                     start_next()
                 while in_flight:
-                    done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        index = in_flight.pop(future)
-                        chain = chains[index]
-                        page = future.result()
-                        outside = chain.outside
-                        step = chain.accept(page.entries, page.count)
-                        self.stats.outside += chain.outside - outside
-                        if step.released:
-                            self.stats.records += len(step.released)
-                            yield step.released
-                        if step.next_request is not None:
-                            send(index, step.next_request)
-                        else:
-                            start_next()
+                    future = answered.get()
+                    index = in_flight.pop(future)
+                    chain = chains[index]
+                    page = future.result()
+                    outside = chain.outside
+                    step = chain.accept(page.entries, page.count)
+                    self.stats.outside += chain.outside - outside
+                    if step.released:
+                        self.stats.records += len(step.released)
+                        yield step.released
+                    if step.next_request is not None:
+                        send(index, step.next_request)
+                    else:
+                        start_next()
                     if time.monotonic() >= next_progress:
                         next_progress = time.monotonic() + self.progress_interval
                         self.log.info(
