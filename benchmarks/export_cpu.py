@@ -12,13 +12,15 @@ entries, medians of the rounds.
     .venv/bin/python benchmarks/export_cpu.py [--repeat 3] [--latency-ms 100]
 
 ``--source tenant_events`` measures the tenant audit events instead (the 86,400-event window of
-``benchmarks/events_export.py``, against its naive exporter that follows ``previous``), plain output.
+``benchmarks/events_export.py``, against its naive exporter that follows ``previous``).
 
     .venv/bin/python benchmarks/export_cpu.py --source tenant_events [--repeat 3] [--latency-ms 100]
 
 ``--source orchestrator`` measures Orchestrator's own audit log (the 86,400-entry window of
 ``benchmarks/orchestrator_export.py``, against its naive exporter that pages the window's ``$filter``
-with ``$skip``), plain output.
+with ``$skip``).
+
+``--output plain`` (or ``gzip``) measures one of the two outputs only.
 
     .venv/bin/python benchmarks/export_cpu.py --source orchestrator [--repeat 3] [--latency-ms 100]
 """
@@ -29,6 +31,7 @@ import argparse
 import json
 import os
 import time
+from collections.abc import Callable
 
 from harness import median, naive_export, orchestrator, s3, use_connections
 
@@ -64,6 +67,29 @@ def ours_events(bucket: str, compression: str | None) -> dict:
     return operator.execute({})
 
 
+def exporters(source: str, url: str, compression: str | None) -> dict[str, Callable[[], dict]]:
+    """The operator and the naive exporter of ``source``, each writing ``compression`` output."""
+    if source == "tenant_events":
+        from events_export import SPEED_WINDOW, naive_events_export
+
+        return {
+            "ours": lambda: ours_events("bench", compression),
+            "naive": lambda: naive_events_export(url, *SPEED_WINDOW, "bench", "naive.jsonl", compression=compression),
+        }
+    if source == "orchestrator":
+        from orchestrator_export import SPEED_WINDOW, naive_skip_export
+        from orchestrator_export import ours as ours_orchestrator
+
+        return {
+            "ours": lambda: ours_orchestrator("bench", *SPEED_WINDOW, compression=compression),
+            "naive": lambda: naive_skip_export(url, *SPEED_WINDOW, "bench", "naive.jsonl", compression=compression),
+        }
+    return {
+        "ours": lambda: ours("bench", compression),
+        "naive": lambda: naive_export(url, *WINDOW, "bench", "naive.jsonl", compression=compression),
+    }
+
+
 def measured(run) -> tuple[dict, float, float]:
     """``run()``'s result, its CPU seconds (this process, all threads) and its wall seconds."""
     cpu, wall = time.process_time(), time.perf_counter()
@@ -76,51 +102,31 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--latency-ms", type=float, default=100)
     parser.add_argument("--source", choices=["audit_logs", "tenant_events", "orchestrator"], default="audit_logs")
+    parser.add_argument(
+        "--output", choices=["both", "plain", "gzip"], default="both", help="measure plain and gzip output, or one"
+    )
     args = parser.parse_args()
     cpu: dict[str, list[float]] = {}
     wall: dict[str, list[float]] = {}
     load_before = os.getloadavg()
+    compressions = COMPRESSIONS if args.output == "both" else ({"plain": None, "gzip": "gzip"}[args.output],)
     if args.source == "tenant_events":
-        from events_export import SPEED_EVENTS, SPEED_WINDOW, events_server, naive_events_export
+        from events_export import SPEED_EVENTS, events_server
 
         server = events_server(SPEED_EVENTS, args.latency_ms)
-        compressions: tuple[str | None, ...] = (None,)
     elif args.source == "orchestrator":
         from orchestrator_export import SPEED_ENTRIES, odata_server
 
         server = odata_server(SPEED_ENTRIES, args.latency_ms)
-        compressions = (None,)
     else:
         server = orchestrator(ENTRIES, latency_ms=args.latency_ms, cache_size=ENTRIES)
-        compressions = COMPRESSIONS
     with server as orch, s3() as s3_server:
         use_connections(orch, s3_server)
-        if args.source == "tenant_events":
-            ways = {
-                "ours_plain": lambda: ours_events("bench", None),
-                "naive_plain": lambda: naive_events_export(orch.url, *SPEED_WINDOW, "bench", "naive.jsonl"),
-            }
-        elif args.source == "orchestrator":
-            from orchestrator_export import SPEED_WINDOW as ODATA_WINDOW
-            from orchestrator_export import naive_skip_export
-            from orchestrator_export import ours as ours_orchestrator
-
-            ways = {
-                "ours_plain": lambda: ours_orchestrator("bench", *ODATA_WINDOW),
-                "naive_plain": lambda: naive_skip_export(orch.url, *ODATA_WINDOW, "bench", "naive.jsonl"),
-            }
-        else:
-            ways = {
-                f"{way}_{compression or 'plain'}": run
-                for compression in COMPRESSIONS
-                for way, run in (
-                    ("ours", lambda c=compression: ours("bench", c)),
-                    (
-                        "naive",
-                        lambda c=compression: naive_export(orch.url, *WINDOW, "bench", "naive.jsonl", compression=c),
-                    ),
-                )
-            }
+        ways = {
+            f"{way}_{compression or 'plain'}": run
+            for compression in compressions
+            for way, run in exporters(args.source, orch.url, compression).items()
+        }
         for run in ways.values():
             run()  # untimed: imports and SeaweedFS's first allocation are start-up, not export, costs
         for _ in range(args.repeat):

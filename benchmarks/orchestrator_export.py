@@ -44,16 +44,26 @@ SMALL = ("2026-01-06T00:00:00Z", "2026-01-06T02:46:40Z")  # 10,000 entries
 LARGE = ("2026-01-01T00:10:00Z", "2026-01-06T19:03:20Z")  # 500,000 entries
 
 
-def ours(bucket: str, start: str, end: str) -> dict[str, Any]:
+def ours(bucket: str, start: str, end: str, compression: str | None = None) -> dict[str, Any]:
     """The operator's export; its result with the reading's requests and seconds (first page to last entry)."""
     result, reader, _operator = export_keeping_reader(
-        s3_bucket=bucket, source="orchestrator", tenant=TENANT, window_start=start, window_end=end
+        s3_bucket=bucket,
+        source="orchestrator",
+        tenant=TENANT,
+        window_start=start,
+        window_end=end,
+        compression=compression,
     )
     return {**result, "requests": reader.stats.requests, "reading_seconds": reader.stats.seconds}
 
 
-def naive_skip_export(url: str, window_start: str, window_end: str, bucket: str, key: str) -> dict[str, Any]:
-    """Page the window's ``$filter`` with ``$skip`` and ``$top=1000``, one request after the other; one upload."""
+def naive_skip_export(
+    url: str, window_start: str, window_end: str, bucket: str, key: str, compression: str | None = None
+) -> dict[str, Any]:
+    """
+    Page the window's ``$filter`` with ``$skip`` and ``$top=1000``, one request after the other; one upload
+    (gzipped by the hook when ``compression="gzip"``).
+    """
     import requests
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
@@ -87,7 +97,9 @@ def naive_skip_export(url: str, window_start: str, window_end: str, bucket: str,
         if len(entries) < 1000:
             break
         skip += len(entries)
-    S3Hook(aws_conn_id="aws_default").load_string("\n".join(lines) + "\n", key, bucket_name=bucket, replace=True)
+    S3Hook(aws_conn_id="aws_default").load_string(
+        "\n".join(lines) + "\n", key, bucket_name=bucket, replace=True, compression=compression
+    )
     return {"records": len(lines), "requests": requests_made}
 
 
