@@ -111,11 +111,6 @@ class OrchestratorAuditEntry(VerbatimRecord):
             append(entry)
         return entries
 
-    def to_json_bytes(self) -> bytes:
-        """:meth:`to_json` as UTF-8, the form the export writes (for the server's own bytes, without a copy)."""
-        source = self._source
-        return source if isinstance(source, bytes) else self.to_json().encode("utf-8")
-
     @property
     def created_on(self) -> str:
         """:attr:`execution_time`, under the name every source's entries share (the sensors compare by it)."""

@@ -29,7 +29,6 @@ from airflow_provider_orchestrator_audit.verbatim import utf8_line
 
 __all__ = [
     "JSON_DECODER",
-    "LINE_BREAKS",
     "PageFormatError",
     "expect_char",
     "is_json",
@@ -43,9 +42,6 @@ JSON_DECODER = json.JSONDecoder()
 _Record = TypeVar("_Record")
 _Read = TypeVar("_Read")
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
-#: Bytes that make a record's text unfit to be one output line (raw line breaks, U+2028, U+2029): the
-#: events parser looks for them in the whole array of records first, since compact bodies rarely hold any.
-LINE_BREAKS = re.compile(rb"[\n\r]|\xe2\x80[\xa8\xa9]")
 
 
 class _Head(msgspec.Struct, gc=False):

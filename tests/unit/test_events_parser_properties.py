@@ -203,7 +203,7 @@ def test_damaged_bodies_fail_as_the_reference_says(body: bytes, data: st.DataObj
 
 
 # Most generated events are refused by the reference (no id, say) and filtered out: expected here.
-@settings(SETTINGS, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@settings(SETTINGS, max_examples=100, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(st.lists(event(pretty=False), min_size=1, max_size=8), st.booleans(), st.booleans())
 def test_ordinary_pages_take_the_fast_path(events: list[str], pretty: bool, other_members: bool) -> None:
     """Without the forms msgspec refuses (lone surrogates), valid pages never fall back to the scanner."""

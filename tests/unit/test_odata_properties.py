@@ -267,7 +267,7 @@ def ordinary_entry(draw: st.DrawFn) -> str:
 
 
 # Many generated entries carry an ExecutionTime the reference refuses (second 60, say) and are filtered out.
-@settings(SETTINGS, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@settings(SETTINGS, max_examples=100, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(st.lists(ordinary_entry(), min_size=1, max_size=8), st.booleans())
 @example(['{"Id":5,"ExecutionTime":"2026-01-02T03:04:05.1234567Z","OperationText":"caf\u00e9 \u2028 \u6f22"}'], True)
 def test_ordinary_pages_take_the_fast_path(entries, trailing_newline):
