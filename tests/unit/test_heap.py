@@ -7,7 +7,7 @@ import weakref
 
 import pytest
 
-from airflow_provider_orchestrator_audit.export.heap import YOUNG_THRESHOLD, collect_only_new_objects
+from airflow_provider_orchestrator_audit.export.heap import collect_only_new_objects
 
 
 class Node:
@@ -26,11 +26,9 @@ def cycle() -> weakref.ref[Node]:
 @pytest.fixture(autouse=True)
 def unfrozen_heap():
     assert gc.get_freeze_count() == 0
-    threshold = gc.get_threshold()
     unfreeze = gc.unfreeze  # the real one, whatever a test puts in its place
     yield
     unfreeze()
-    gc.set_threshold(*threshold)
 
 
 def test_the_heap_from_before_is_frozen_inside_the_block_and_given_back_after():
@@ -47,35 +45,9 @@ def test_the_heap_from_before_is_frozen_inside_the_block_and_given_back_after():
 
 
 def test_the_heap_is_given_back_when_the_block_fails():
-    threshold = gc.get_threshold()
     with pytest.raises(RuntimeError), collect_only_new_objects():
         raise RuntimeError("the export failed")
     assert gc.get_freeze_count() == 0
-    assert gc.get_threshold() == threshold
-
-
-def test_young_collections_are_rarer_inside_the_block_and_as_before_after():
-    gc.set_threshold(700, 10, 10)
-    with collect_only_new_objects():
-        assert gc.get_threshold() == (YOUNG_THRESHOLD, 10, 10)
-    assert gc.get_threshold() == (700, 10, 10)
-    gc.set_threshold(50_000, 5, 5)  # a process that asked for rarer collections keeps its own
-    with collect_only_new_objects():
-        assert gc.get_threshold() == (50_000, 5, 5)
-    assert gc.get_threshold() == (50_000, 5, 5)
-
-
-def test_overlapping_blocks_restore_the_collector_when_the_last_one_ends():
-    gc.set_threshold(700, 10, 10)
-    first, second = collect_only_new_objects(), collect_only_new_objects()
-    first.__enter__()
-    second.__enter__()
-    first.__exit__(None, None, None)  # the other export still runs: its heap stays frozen, collections rare
-    assert gc.get_freeze_count() > 0
-    assert gc.get_threshold() == (YOUNG_THRESHOLD, 10, 10)
-    second.__exit__(None, None, None)
-    assert gc.get_freeze_count() == 0
-    assert gc.get_threshold() == (700, 10, 10)
 
 
 def untouched(monkeypatch: pytest.MonkeyPatch) -> list[str]:
