@@ -26,7 +26,14 @@ from airflow_provider_orchestrator_audit.client.settings import ConnectionSettin
 from airflow_provider_orchestrator_audit.event_models import AuditEventsPage, created_on_ticks
 from airflow_provider_orchestrator_audit.exceptions import OrchestratorRequestError
 from airflow_provider_orchestrator_audit.timestamps import TimestampError, parse_timestamp
-from tests.unit.test_page_parser_properties import CREATED_ON, json_string, json_value, whitespace
+from tests.unit.test_page_parser_properties import (
+    CREATED_ON,
+    assert_parses_like_the_reference,
+    damage,
+    json_string,
+    json_value,
+    whitespace,
+)
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -146,19 +153,7 @@ def _assert_same(page: AuditEventsPage, expected: AuditEventsPage) -> None:
 
 
 def _assert_parses_like_the_reference(body: bytes) -> None:
-    expected = _reference(body)
-    fast = events_client._read_events(body)
-    if fast is not None:
-        assert not isinstance(expected, PageFormatError), expected
-        _assert_same(fast, expected)
-    try:
-        page = parse_events_page(body)
-    except PageFormatError as error:
-        assert isinstance(expected, PageFormatError)
-        assert (str(error), error.damaged) == (str(expected), expected.damaged)
-    else:
-        assert not isinstance(expected, PageFormatError), expected
-        _assert_same(page, expected)
+    assert_parses_like_the_reference(body, _reference, events_client._read_events, parse_events_page, _assert_same)
 
 
 ORDINARY = (
@@ -192,14 +187,7 @@ def test_the_fast_path_reads_every_page_as_the_reference_scanner(body: bytes) ->
 @given(page_body(), st.data())
 def test_damaged_bodies_fail_as_the_reference_says(body: bytes, data: st.DataObject) -> None:
     """Cut short, a byte replaced, or bytes inserted: the same answer or the same error as the scanner."""
-    how = data.draw(st.sampled_from(["cut", "replace", "insert"]))
-    at = data.draw(st.integers(0, max(0, len(body) - 1)))
-    if how == "cut":
-        damaged = body[:at]
-    else:
-        byte = data.draw(st.sampled_from([b"\xff", b"\xe2\x80", b"\x00", b"]", b"}", b",", b'"', b"\\", b"\n", b"9"]))
-        damaged = body[:at] + byte + body[at + (how == "replace") :]
-    _assert_parses_like_the_reference(damaged)
+    _assert_parses_like_the_reference(damage(body, data))
 
 
 # Most generated events are refused by the reference (no id, say) and filtered out: expected here.

@@ -30,7 +30,7 @@ from airflow_provider_orchestrator_audit.client.page_parser import (
     skip_whitespace,
 )
 from airflow_provider_orchestrator_audit.orchestrator_models import OrchestratorAuditEntry, OrchestratorAuditPage
-from tests.unit.test_page_parser_properties import json_string, json_value, whitespace
+from tests.unit.test_page_parser_properties import damage, json_string, json_value, whitespace
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -244,14 +244,7 @@ def test_pages_read_as_the_reference_reads_them(body):
 @given(page_body(), st.data())
 def test_damaged_bodies_fail_as_the_reference_says(body, data):
     """Cut short, a byte replaced, or bytes inserted: the same page, or an error where the reference has one."""
-    how = data.draw(st.sampled_from(["cut", "replace", "insert"]))
-    at = data.draw(st.integers(0, max(0, len(body) - 1)))
-    if how == "cut":
-        damaged = body[:at]
-    else:
-        byte = data.draw(st.sampled_from([b"\xff", b"\xe2\x80", b"\x00", b"]", b"}", b",", b'"', b"\\", b"\n", b"9"]))
-        damaged = body[:at] + byte + body[at + (how == "replace") :]
-    _assert_parses_like_the_reference(damaged)
+    _assert_parses_like_the_reference(damage(body, data))
 
 
 @st.composite

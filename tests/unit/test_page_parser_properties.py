@@ -12,6 +12,8 @@ fast path leaves to the scanner must end in the scanner's own answer or error.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import TypeVar
 
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
@@ -20,6 +22,8 @@ from airflow_provider_orchestrator_audit.client import page_parser
 from airflow_provider_orchestrator_audit.client.page_parser import PageFormatError, parse_page
 from airflow_provider_orchestrator_audit.models import AuditLogPage
 from airflow_provider_orchestrator_audit.timestamps import TimestampError, parse_seven_digit_timestamp, parse_timestamp
+
+_Page = TypeVar("_Page")
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -163,20 +167,44 @@ def _assert_same(page: AuditLogPage, expected: AuditLogPage) -> None:
         assert list(got.raw) == list(want.raw)
 
 
-def _assert_parses_like_the_reference(body: bytes) -> None:
-    expected = _reference(body)
-    fast = page_parser._read_page(body)
-    if fast is not None:
+def damage(body: bytes, data: st.DataObject) -> bytes:
+    """``body`` cut short, one byte replaced, or bytes inserted, where and how ``data`` draws."""
+    how = data.draw(st.sampled_from(["cut", "replace", "insert"]))
+    at = data.draw(st.integers(0, max(0, len(body) - 1)))
+    if how == "cut":
+        return body[:at]
+    byte = data.draw(st.sampled_from([b"\xff", b"\xe2\x80", b"\x00", b"]", b"}", b",", b'"', b"\\", b"\n", b"9"]))
+    return body[:at] + byte + body[at + (how == "replace") :]
+
+
+def assert_parses_like_the_reference(
+    body: bytes,
+    reference: Callable[[bytes], _Page | PageFormatError],
+    fast: Callable[[bytes], _Page | None],
+    parse: Callable[[bytes], _Page],
+    assert_same: Callable[[_Page, _Page], None],
+) -> None:
+    """
+    The fast path's page (when it takes ``body``) and the parser's answer are the reference's: the same page,
+    or the same error, equally damaged.
+    """
+    expected = reference(body)
+    read = fast(body)
+    if read is not None:
         assert not isinstance(expected, PageFormatError), expected
-        _assert_same(fast, expected)
+        assert_same(read, expected)
     try:
-        page = parse_page(body)
+        page = parse(body)
     except PageFormatError as error:
         assert isinstance(expected, PageFormatError)
         assert (str(error), error.damaged) == (str(expected), expected.damaged)
     else:
         assert not isinstance(expected, PageFormatError), expected
-        _assert_same(page, expected)
+        assert_same(page, expected)
+
+
+def _assert_parses_like_the_reference(body: bytes) -> None:
+    assert_parses_like_the_reference(body, _reference, page_parser._read_page, parse_page, _assert_same)
 
 
 @SETTINGS
@@ -194,14 +222,7 @@ def test_the_fast_path_reads_every_page_as_the_reference_scanner(body):
 @given(page_body(), st.data())
 def test_damaged_bodies_fail_as_the_reference_says(body, data):
     """Cut short, a byte replaced, or bytes inserted: the same answer or the same error as the scanner."""
-    how = data.draw(st.sampled_from(["cut", "replace", "insert"]))
-    at = data.draw(st.integers(0, max(0, len(body) - 1)))
-    if how == "cut":
-        damaged = body[:at]
-    else:
-        byte = data.draw(st.sampled_from([b"\xff", b"\xe2\x80", b"\x00", b"]", b"}", b",", b'"', b"\\", b"\n", b"9"]))
-        damaged = body[:at] + byte + body[at + (how == "replace") :]
-    _assert_parses_like_the_reference(damaged)
+    _assert_parses_like_the_reference(damage(body, data))
 
 
 # Most generated pages hold an entry the reference refuses (no createdOn, say) and are filtered out; the
