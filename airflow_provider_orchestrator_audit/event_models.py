@@ -10,13 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from airflow_provider_orchestrator_audit.timestamps import (
-    TICKS_PER_SECOND,
-    Ticks,
-    TimestampError,
-    parse_seven_digit_timestamp,
-    parse_timestamp,
-)
+from airflow_provider_orchestrator_audit.timestamps import Ticks, TimestampError, parse_utc_timestamp
 from airflow_provider_orchestrator_audit.verbatim import VerbatimRecord
 
 __all__ = ["EVENT_LEVELS", "SOURCES", "SOURCE_LEVELS", "AuditEvent", "AuditEventsPage", "EventLevel"]
@@ -30,33 +24,9 @@ SOURCES: tuple[str, ...] = ("classic", "organization_events", "tenant_events", "
 #: The events level of each event source.
 SOURCE_LEVELS: dict[str, EventLevel] = {"organization_events": "organization", "tenant_events": "tenant"}
 
-# Ticks of ``YYYY-MM-DDTHH:MM`` (UTC) by that text: the events of a page fall in a few minutes.
-_MINUTES: dict[str, Ticks] = {}
-_MAX_MINUTES = 4096
-# Per length of a ``...:SSZ`` / ``...:SS.fZ`` .. ``...:SS.fffffffZ`` text: the ticks of one unit of the
-# number its seconds and fraction digits make (``12.345`` read as 12345: 10,000 ticks each).
-_UNIT_OF_LENGTH: dict[int, Ticks] = {20: TICKS_PER_SECOND} | {21 + n: 10 ** (7 - n) for n in range(1, 8)}
-
-
-def created_on_ticks(text: str) -> Ticks:
-    """``createdOn`` in ticks, any fraction length; :class:`TimestampError` when it is not a timestamp."""
-    # The events API's shape, ``2026-01-31T13:05:12.345Z`` (any fraction length, or none): up to the seconds
-    # it maps to ticks linearly in the digits of its seconds and fraction once the minute is fixed, so the
-    # minute is parsed once (by the general parser, on the whole text, so that errors are its own) and the
-    # rest is read by slicing, several times faster than any parser. Every other text goes to the parsers.
-    unit = _UNIT_OF_LENGTH.get(len(text))
-    if unit is not None and text[-1] == "Z" and text[16] == ":" and text[17] < "6" and text.isascii():
-        digits = text[17:19] if unit == TICKS_PER_SECOND else text[17:19] + text[20:-1]
-        if digits.isdigit() and (unit == TICKS_PER_SECOND or text[19] == "."):
-            minute = text[:16]
-            start = _MINUTES.get(minute)
-            if start is None:
-                start = parse_timestamp(text) - int(digits) * unit
-                if len(_MINUTES) >= _MAX_MINUTES:
-                    _MINUTES.clear()
-                _MINUTES[minute] = start
-            return start + int(digits) * unit
-    return parse_seven_digit_timestamp(text)  # ``...+00:00`` (Orchestrator's own shape), else parse_timestamp
+#: ``createdOn`` in ticks, any fraction length (the events' UTC shape read through a per-minute cache);
+#: :class:`TimestampError` when it is not a timestamp.
+created_on_ticks = parse_utc_timestamp
 
 
 class AuditEvent(VerbatimRecord):

@@ -9,7 +9,6 @@ therefore uses :data:`Ticks`: an ``int`` counting 100 ns intervals since the Uni
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from operator import add, itemgetter
 
@@ -22,6 +21,7 @@ __all__ = [
     "parse_seven_digit_timestamp",
     "parse_seven_digit_timestamps",
     "parse_timestamp",
+    "parse_utc_timestamp",
     "ticks_to_datetime",
     "to_ticks",
 ]
@@ -118,6 +118,11 @@ def parse_timestamp(value: str, *, assume_utc: bool = True) -> Ticks:
 # Ticks of a seven-digit timestamp up to its minute (with its offset): a page of entries spans a few minutes.
 _MINUTES: dict[str, Ticks] = {}
 _MAX_MINUTES = 4096
+# Ticks of the minute ``YYYY-MM-DDTHH:MM`` of UTC texts ``...Z``, by that text.
+_UTC_MINUTES: dict[str, Ticks] = {}
+# Per length of a UTC text ``...:SSZ`` / ``...:SS.fZ`` .. ``...:SS.fffffffZ``: the ticks of one unit of the
+# number its seconds and fraction digits make (``12.345`` read as 12345: 10,000 ticks each).
+_UNIT_OF_LENGTH: dict[int, Ticks] = {20: TICKS_PER_SECOND} | {21 + n: 10 ** (7 - n) for n in range(1, 8)}
 
 
 def parse_seven_digit_timestamp(text: str) -> Ticks:
@@ -144,38 +149,43 @@ def parse_seven_digit_timestamp(text: str) -> Ticks:
     return parse_timestamp(text)
 
 
-def parse_seven_digit_timestamps(texts: list[str], otherwise: Callable[[str], Ticks] = parse_timestamp) -> list[Ticks]:
+def parse_utc_timestamp(text: str) -> Ticks:
     """
-    The ticks of each text, as :func:`parse_seven_digit_timestamp` gives them, for a page's worth of texts at
-    once rather than a call per text.
+    :func:`parse_timestamp` of ``text``, from a cache of its minute when it has the UTC shape of the audit
+    events' ``createdOn`` (``2026-01-31T13:05:12.345Z``: any fraction length up to seven digits, or none).
 
-    :param otherwise: reads a text that is not of the seven-digit shape: one that gives
-        :func:`parse_timestamp`'s answers (``created_on_ticks`` of the event models has a cache of its own).
+    Up to the seconds such a text maps to ticks linearly in the digits of its seconds and fraction once the
+    minute is fixed, so the minute is parsed once (by the general parser, on the whole text, so that errors
+    are its own) and the rest is read by slicing. Any other text goes to :func:`parse_seven_digit_timestamp`.
+    """
+    unit = _UNIT_OF_LENGTH.get(len(text))
+    if unit is not None and text[-1] == "Z" and text[16] == ":" and text[17] < "6" and text.isascii():
+        digits = text[17:19] if unit == TICKS_PER_SECOND else text[17:19] + text[20:-1]
+        if digits.isdigit() and (unit == TICKS_PER_SECOND or text[19] == "."):
+            minute = text[:16]
+            start = _UTC_MINUTES.get(minute)
+            if start is None:
+                start = parse_timestamp(text) - int(digits) * unit
+                if len(_UTC_MINUTES) >= _MAX_MINUTES:
+                    _UTC_MINUTES.clear()
+                _UTC_MINUTES[minute] = start
+            return start + int(digits) * unit
+    return parse_seven_digit_timestamp(text)  # ``...+00:00`` (Orchestrator's own shape), else parse_timestamp
+
+
+def parse_seven_digit_timestamps(texts: list[str]) -> list[Ticks]:
+    """
+    The ticks of each text, as :func:`parse_timestamp` gives them, for a page's worth of texts at once: texts
+    that all have the UTC seven-digit shape (Orchestrator's ``ExecutionTime``) with steps over all of them,
+    any other page a text at a time through :func:`parse_utc_timestamp`.
+
     :raises TimestampError: naming a text that is not a timestamp.
     """
     ticks = _utc_seven_digit_ticks(texts)
-    if ticks is not None:
-        return ticks
-    minutes = _MINUTES
-    ticks = []
-    append = ticks.append
-    for text in texts:
-        # parse_seven_digit_timestamp's checks, for a minute in its cache.
-        if len(text) in (28, 33) and text[16] == ":" and text[19] == "." and text.isascii() and text[17] < "6":
-            digits = text[17:19] + text[20:27]
-            start = minutes.get(text[:16] + text[27:])
-            if start is not None and digits.isdigit():
-                append(start + int(digits))
-                continue
-            if digits.isdigit():
-                append(parse_seven_digit_timestamp(text))  # caches its minute
-                continue
-        append(otherwise(text))
-    return ticks
+    return ticks if ticks is not None else list(map(parse_utc_timestamp, texts))
 
 
-# Ticks of the minute ``YYYY-MM-DDTHH:MM`` of UTC texts ``...:SS.fffffffZ``, and the pieces of such a text.
-_UTC_MINUTES: dict[str, Ticks] = {}
+# The pieces of a UTC text ``...:SS.fffffffZ``.
 _MINUTE, _SECONDS, _FRACTION = itemgetter(slice(0, 16)), itemgetter(slice(17, 19)), itemgetter(slice(20, 27))
 
 

@@ -398,7 +398,7 @@ def _ordinary_entries(body: bytes, spans: list[msgspec.Raw], heads: list[_Head])
             return None
     execution_times = [head.ExecutionTime for head in heads]
     try:
-        ticks = parse_seven_digit_timestamps(execution_times, created_on_ticks)
+        ticks = parse_seven_digit_timestamps(execution_times)
     except TimestampError:
         return None
     return OrchestratorAuditEntry.from_lines(lines, [head.Id for head in heads], execution_times, ticks)
