@@ -22,6 +22,7 @@ __all__ = [
     "parse_seven_digit_timestamps",
     "parse_timestamp",
     "parse_utc_timestamp",
+    "parse_utc_timestamps",
     "ticks_to_datetime",
     "to_ticks",
 ]
@@ -173,41 +174,52 @@ def parse_utc_timestamp(text: str) -> Ticks:
     return parse_seven_digit_timestamp(text)  # ``...+00:00`` (Orchestrator's own shape), else parse_timestamp
 
 
-def parse_seven_digit_timestamps(texts: list[str]) -> list[Ticks]:
+def parse_utc_timestamps(texts: list[str]) -> list[Ticks]:
     """
     The ticks of each text, as :func:`parse_timestamp` gives them, for a page's worth of texts at once: texts
-    that all have the UTC seven-digit shape (Orchestrator's ``ExecutionTime``) with steps over all of them,
-    any other page a text at a time through :func:`parse_utc_timestamp`.
+    that all have one UTC shape ``...:SS[.f..]Z`` with the same number of fraction digits (the events'
+    ``createdOn``, Orchestrator's ``ExecutionTime``) with steps over all of them, any other page a text at a
+    time through :func:`parse_utc_timestamp`.
 
     :raises TimestampError: naming a text that is not a timestamp.
     """
-    ticks = _utc_seven_digit_ticks(texts)
+    ticks = _utc_fixed_shape_ticks(texts)
     return ticks if ticks is not None else list(map(parse_utc_timestamp, texts))
 
 
-# The pieces of a UTC text ``...:SS.fffffffZ``.
-_MINUTE, _SECONDS, _FRACTION = itemgetter(slice(0, 16)), itemgetter(slice(17, 19)), itemgetter(slice(20, 27))
+#: The name Orchestrator's seven-digit ``ExecutionTime`` pages were read through first.
+parse_seven_digit_timestamps = parse_utc_timestamps
+
+# The pieces of a UTC text ``YYYY-MM-DDTHH:MM:SS[.f..]Z``: its minute, its seconds, its fraction (by length).
+_MINUTE, _SECONDS = itemgetter(slice(0, 16)), itemgetter(slice(17, 19))
+_FRACTIONS = {length: itemgetter(slice(20, length - 1)) for length in _UNIT_OF_LENGTH if length > 20}
 
 
-def _utc_seven_digit_ticks(texts: list[str]) -> list[Ticks] | None:
+def _utc_fixed_shape_ticks(texts: list[str]) -> list[Ticks] | None:
     """
-    The ticks of texts that all have the shape ``2026-01-31T13:05:12.3456789Z``, read with steps over all of
-    them (checked on the texts joined, taken apart with ``map``), not a loop; None when one has another shape.
+    The ticks of texts that all have the shape ``2026-01-31T13:05:12[.f..]Z`` with one length, read with steps
+    over all of them (checked on the texts joined, taken apart with ``map``), not a loop; None when one has
+    another shape or length.
     """
     count = len(texts)
+    if not count:
+        return None
+    length = len(texts[0])
+    unit = _UNIT_OF_LENGTH.get(length)
     joined = "".join(texts)
     if not (
-        count
-        and len(joined) == 28 * count
+        unit is not None
+        and len(joined) == length * count
         and joined.isascii()
-        and joined[27::28] == "Z" * count
-        and joined[16::28] == ":" * count
-        and joined[19::28] == "." * count
-        and max(joined[17::28]) < "6"
-        and set(map(len, texts)) == {28}
+        and joined[length - 1 :: length] == "Z" * count
+        and joined[16::length] == ":" * count
+        and (length == 20 or joined[19::length] == "." * count)
+        and max(joined[17::length]) < "6"
+        and set(map(len, texts)) == {length}
     ):
         return None
-    digits = list(map(add, map(_SECONDS, texts), map(_FRACTION, texts)))
+    seconds = map(_SECONDS, texts)
+    digits = list(seconds) if length == 20 else list(map(add, seconds, map(_FRACTIONS[length], texts)))
     if not "".join(digits).isdigit():  # ASCII (joined is): 0-9 only
         return None
     minutes = list(map(_MINUTE, texts))
@@ -218,8 +230,9 @@ def _utc_seven_digit_ticks(texts: list[str]) -> list[Ticks] | None:
             new = set(minutes)
         for minute, text in dict(zip(minutes, texts, strict=True)).items():
             if minute in new:  # the whole text checked by the general parser, which says what is wrong
-                _UTC_MINUTES[minute] = parse_timestamp(text) - int(text[17:19] + text[20:27])
-    return list(map(add, map(_UTC_MINUTES.__getitem__, minutes), map(int, digits)))
+                _UTC_MINUTES[minute] = parse_timestamp(text) - int(text[17:19] + text[20:-1]) * unit
+    values = map(int, digits) if unit == 1 else map(unit.__mul__, map(int, digits))
+    return list(map(add, map(_UTC_MINUTES.__getitem__, minutes), values))
 
 
 def _parse_offset(text: str | None) -> timedelta:

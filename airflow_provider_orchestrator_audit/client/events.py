@@ -51,6 +51,7 @@ from airflow_provider_orchestrator_audit.client.retry import RETRYABLE_STATUSES,
 from airflow_provider_orchestrator_audit.client.settings import ConnectionSettings
 from airflow_provider_orchestrator_audit.event_models import EVENT_LEVELS, AuditEvent, AuditEventsPage, EventLevel
 from airflow_provider_orchestrator_audit.exceptions import OrchestratorConfigError, OrchestratorRequestError
+from airflow_provider_orchestrator_audit.timestamps import parse_utc_timestamps
 from airflow_provider_orchestrator_audit.validation import INT32_MAX, checked_int
 from airflow_provider_orchestrator_audit.verbatim import utf8_line
 
@@ -300,27 +301,31 @@ def _events(spans: list[msgspec.Raw], heads: list[_EventHead], around: bytes) ->
     :param around: bytes that hold all the spans (the body, or the array): looked at once for what is rare.
     :raises ValueError: when an event is not UTF-8 or its ``createdOn`` is not a timestamp.
     """
+    event_ids = [head.id for head in heads]
+    created_ons = [head.createdOn for head in heads]
+    # Every id a non-empty string and every createdOn a string, checked over the page at once; the createdOn
+    # of the page parsed together (a TimestampError is a ValueError).
+    if heads and (set(map(type, event_ids)) != {str} or not all(event_ids) or set(map(type, created_ons)) != {str}):
+        return None
+    ticks = parse_utc_timestamps(created_ons)
+    # The events keep the server's UTF-8 bytes, written out as they came: no text object per event.
+    lines = list(map(bytes, spans))
     # Raw line breaks (only possible between tokens) are looked for in all the bytes at once: compact bodies
     # hold none. All-ASCII bytes are valid UTF-8 and hold no U+2028/U+2029; otherwise each event that is not
     # ASCII is checked on its own (decoding all at once builds a wide string: twice the work of their checks).
     breaks = b"\n" in around or b"\r" in around
     ascii_only = around.isascii()
-    events: list[AuditEvent] = []
-    append, from_line = events.append, AuditEvent.from_line
-    for head, span in zip(heads, spans, strict=True):
-        event_id, created_on = head.id, head.createdOn
-        if type(event_id) is not str or not event_id or type(created_on) is not str:
-            return None
-        # The event keeps the server's UTF-8 bytes, written out as they came: no text object per event.
-        line = bytes(span)
-        if breaks and (b"\n" in line or b"\r" in line):
-            # Pretty-printed: decoded and written again, as the scanner keeps it.
-            text = str(line, "utf-8")
-            append(AuditEvent(json.loads(text), text))
-            continue
-        if not ascii_only and not line.isascii():
-            line = utf8_line(line)  # raises on bytes that are not UTF-8; escapes raw U+2028/U+2029
-        append(from_line(line, event_id, created_on))
+    pretty: list[int] = []
+    if breaks or not ascii_only:
+        for position, line in enumerate(lines):
+            if breaks and (b"\n" in line or b"\r" in line):
+                pretty.append(position)
+            elif not ascii_only and not line.isascii():
+                lines[position] = utf8_line(line)  # raises on bytes that are not UTF-8; escapes U+2028/U+2029
+    events = AuditEvent.from_lines(lines, event_ids, created_ons, ticks)
+    for position in pretty:  # pretty-printed: decoded and written again, as the scanner keeps it
+        text = str(lines[position], "utf-8")
+        events[position] = AuditEvent(json.loads(text), text)
     return events
 
 

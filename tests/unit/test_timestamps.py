@@ -10,6 +10,7 @@ from airflow_provider_orchestrator_audit.timestamps import (
     format_ticks,
     parse_seven_digit_timestamps,
     parse_timestamp,
+    parse_utc_timestamps,
     ticks_to_datetime,
     to_ticks,
 )
@@ -109,11 +110,23 @@ def test_a_pages_timestamps_at_once_read_as_parse_timestamp_reads_each(changes):
     assert parse_seven_digit_timestamps(texts) == expected
 
 
-_UTC_SEVEN_DIGITS = _SEVEN_DIGITS.map(lambda text: text[:27] + "Z")
+def _utc_texts(digits: int) -> st.SearchStrategy[str]:
+    """UTC texts ``...:SS[.f..]Z`` with ``digits`` fraction digits (none: no fraction at all)."""
+    fraction = st.integers(0, 10**digits - 1).map(f".{{:0{digits}d}}".format) if digits else st.just("")
+    return st.builds(
+        "{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}{}Z".format,
+        st.integers(1970, 2100),
+        st.integers(1, 12),
+        st.integers(1, 28),
+        st.integers(0, 23),
+        st.integers(0, 59),
+        st.integers(0, 59),
+        fraction,
+    )
 
 
 @given(
-    st.lists(_UTC_SEVEN_DIGITS, min_size=1, max_size=6),
+    st.integers(0, 7).flatmap(lambda digits: st.lists(_utc_texts(digits), min_size=1, max_size=6)),
     st.lists(st.tuples(st.integers(0, 27), st.sampled_from(list("0123456789:.-TZ_ +\u0663x"))), max_size=2),
 )
 @example(["2026-01-02T03:04:05.1234567Z", "2026-02-30T03:04:05.1234567Z"], [])  # no such day
@@ -121,14 +134,17 @@ _UTC_SEVEN_DIGITS = _SEVEN_DIGITS.map(lambda text: text[:27] + "Z")
 @example(["2026-01-02T03:04:05.1234567Z", "2026-01-02T03:04:05.1_34567Z"], [])  # int() would read it
 @example(["2026-01-02T03:04:05.1234567Z", "2026-01-02T03:04:0\u0663.1234567Z"], [])
 @example(["2026-01-02T03:04:05.1234567Z", "2026-01-02T03:04:05.1234567Z "], [])
+@example(["2026-01-02T03:04:05.123Z", "2026-01-02T03:04:60.123Z"], [])  # the events' shape
+@example(["2026-01-02T03:04:05Z", "2026-01-02T03:04:05.Z"], [])  # no fraction, then an empty one
+@example(["2026-01-02T03:04:05.12Z", "2026-01-02T03:04:05.123"], [])  # one length, no Z
 def test_a_page_of_utc_timestamps_reads_as_parse_timestamp_reads_each(texts, changes):
-    """Texts all of the UTC seven-digit shape are read at once: the same ticks, or an error where one is wrong."""
+    """Texts all of one UTC shape (any fraction length) are read at once: the same ticks, or an error where one is."""
     for at, char in changes:
         texts = [*texts[:-1], texts[-1][:at] + char + texts[-1][at + 1 :]]
     try:
         expected = [parse_timestamp(text) for text in texts]
     except TimestampError:
         with pytest.raises(TimestampError):
-            parse_seven_digit_timestamps(texts)
+            parse_utc_timestamps(texts)
     else:
-        assert parse_seven_digit_timestamps(texts) == expected
+        assert parse_utc_timestamps(texts) == expected
