@@ -34,25 +34,12 @@ from tests.unit.test_page_parser_properties import (
     json_value,
     whitespace,
 )
+from tests.unit.timestamp_texts import timestamp_texts
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # The events API's shape at every fraction length (none to 7 digits), on all sides of the minute cache.
-EVENTS_CREATED_ON = st.builds(
-    lambda year, month, day, hour, minute, second, digits, fraction: (
-        f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}"
-        + (f".{fraction % 10**digits:0{digits}d}" if digits else "")
-        + "Z"
-    ),
-    st.integers(1970, 2100),
-    st.integers(1, 12),
-    st.integers(1, 28),
-    st.integers(0, 23),
-    st.integers(0, 59),
-    st.integers(0, 59),
-    st.integers(0, 7),
-    st.integers(0, 9_999_999),
-)
+EVENTS_CREATED_ON = timestamp_texts(st.just("Z"), st.integers(0, 7))
 ANY_CREATED_ON = st.one_of(
     EVENTS_CREATED_ON,
     CREATED_ON,

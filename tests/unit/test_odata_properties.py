@@ -31,22 +31,13 @@ from airflow_provider_orchestrator_audit.client.page_parser import (
 )
 from airflow_provider_orchestrator_audit.orchestrator_models import OrchestratorAuditEntry, OrchestratorAuditPage
 from tests.unit.test_page_parser_properties import damage, json_string, json_value, whitespace
+from tests.unit.timestamp_texts import timestamp_texts
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 EXECUTION_TIME = st.one_of(
     # Orchestrator's own shape, on all sides of the minute cache (seconds 00-59, every fraction digit).
-    st.builds(
-        "{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}.{:07d}{}".format,
-        st.integers(1970, 2100),
-        st.integers(1, 12),
-        st.integers(1, 28),
-        st.integers(0, 23),
-        st.integers(0, 59),
-        st.integers(0, 59),
-        st.integers(0, 9_999_999),
-        st.sampled_from(["Z", "Z", "+00:00", "+02:00", "-05:30"]),
-    ),
+    timestamp_texts(st.sampled_from(["Z", "Z", "+00:00", "+02:00", "-05:30"])),
     st.sampled_from(
         [
             "2026-01-02T03:04:05Z",

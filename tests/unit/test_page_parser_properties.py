@@ -22,6 +22,7 @@ from airflow_provider_orchestrator_audit.client import page_parser
 from airflow_provider_orchestrator_audit.client.page_parser import PageFormatError, parse_page
 from airflow_provider_orchestrator_audit.models import AuditLogPage
 from airflow_provider_orchestrator_audit.timestamps import TimestampError, parse_seven_digit_timestamp, parse_timestamp
+from tests.unit.timestamp_texts import timestamp_texts
 
 _Page = TypeVar("_Page")
 
@@ -81,17 +82,7 @@ def json_value(draw: st.DrawFn, pretty: bool, depth: int = 0) -> str:
 
 CREATED_ON = st.one_of(
     # Orchestrator's own shape, on all sides of the minute cache (seconds 00-59, every fraction digit).
-    st.builds(
-        "{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}.{:07d}{}".format,
-        st.integers(1970, 2100),
-        st.integers(1, 12),
-        st.integers(1, 28),
-        st.integers(0, 23),
-        st.integers(0, 59),
-        st.integers(0, 59),
-        st.integers(0, 9_999_999),
-        st.sampled_from(["+00:00", "-05:30", "+14:00", "+23:59"]),
-    ),
+    timestamp_texts(st.sampled_from(["+00:00", "-05:30", "+14:00", "+23:59"])),
     st.sampled_from(
         [
             "2026-01-02T03:04:05Z",

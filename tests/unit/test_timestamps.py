@@ -14,6 +14,7 @@ from airflow_provider_orchestrator_audit.timestamps import (
     ticks_to_datetime,
     to_ticks,
 )
+from tests.unit.timestamp_texts import timestamp_texts
 
 
 def test_seven_digits_are_kept_exactly():
@@ -78,17 +79,7 @@ def test_fast_path_agrees_with_the_general_parser(ticks, offset_minutes):
     assert parse_timestamp(text) == parse_timestamp(text + " ") == ticks
 
 
-_SEVEN_DIGITS = st.builds(
-    "{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}.{:07d}{}".format,
-    st.integers(1970, 2100),
-    st.integers(1, 12),
-    st.integers(1, 28),
-    st.integers(0, 23),
-    st.integers(0, 59),
-    st.integers(0, 59),
-    st.integers(0, 9_999_999),
-    st.sampled_from(["Z", "+00:00", "-05:30"]),
-)
+_SEVEN_DIGITS = timestamp_texts(st.sampled_from(["Z", "+00:00", "-05:30"]))
 
 
 @given(
@@ -110,23 +101,10 @@ def test_a_pages_timestamps_at_once_read_as_parse_timestamp_reads_each(changes):
     assert parse_seven_digit_timestamps(texts) == expected
 
 
-def _utc_texts(digits: int) -> st.SearchStrategy[str]:
-    """UTC texts ``...:SS[.f..]Z`` with ``digits`` fraction digits (none: no fraction at all)."""
-    fraction = st.integers(0, 10**digits - 1).map(f".{{:0{digits}d}}".format) if digits else st.just("")
-    return st.builds(
-        "{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}{}Z".format,
-        st.integers(1970, 2100),
-        st.integers(1, 12),
-        st.integers(1, 28),
-        st.integers(0, 23),
-        st.integers(0, 59),
-        st.integers(0, 59),
-        fraction,
-    )
-
-
 @given(
-    st.integers(0, 7).flatmap(lambda digits: st.lists(_utc_texts(digits), min_size=1, max_size=6)),
+    st.integers(0, 7).flatmap(
+        lambda digits: st.lists(timestamp_texts(st.just("Z"), st.just(digits)), min_size=1, max_size=6)
+    ),
     st.lists(st.tuples(st.integers(0, 27), st.sampled_from(list("0123456789:.-TZ_ +\u0663x"))), max_size=2),
 )
 @example(["2026-01-02T03:04:05.1234567Z", "2026-02-30T03:04:05.1234567Z"], [])  # no such day
