@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -38,16 +39,37 @@ def free_port() -> int:
     raise RuntimeError("no free loopback port below 55000")
 
 
+#: What marks a line worth showing from a log of many components: an error, a traceback's start, an
+#: exception's own line ("package.module.SomeError: message"), the statement a database error names, and the
+#: frames of Airflow's and the provider's code (where in them it went wrong).
+_ERROR_LINE = re.compile(
+    r"\bERROR\b|\bCRITICAL\b|Traceback \(most recent call last\)|^\S+ \| [\w.]+(Error|Exception)\b"
+    r"|\| \[SQL: |File \".*/(airflow|airflow_provider_orchestrator_audit)/"
+)
+
+_SITE_PACKAGES = re.compile(r'File "[^"]*/site-packages/')
+
+
+def errors_in_log(lines: list[str], limit: int = 200) -> list[str]:
+    """The lines of ``lines`` that say what failed (see ``_ERROR_LINE``), the first and last if too many."""
+    found = [_SITE_PACKAGES.sub('File "', line)[:400] for line in lines if _ERROR_LINE.search(line)]
+    if len(found) <= limit:
+        return found
+    return [*found[: limit // 2], f"... {len(found) - limit} more ...", *found[-limit // 2 :]]
+
+
 class AirflowCluster:
     """
     ``airflow standalone`` in a throw-away ``AIRFLOW_HOME``, started and stopped by the tests.
 
-    It runs the provider from this checkout (the interpreter running the tests), the LocalExecutor, a
-    SQLite database and the simple auth manager with one admin whose password the tests choose.
+    It runs the provider from this checkout (the interpreter running the tests), the LocalExecutor, the
+    metadata database at ``database_url`` (SQLite in the home without one) and the simple auth manager with
+    one admin whose password the tests choose.
 
     :param dag_files: DAG files copied into the DAG folder before the start.
     :param env: extra environment for every Airflow process (connections, variables, settings).
     :param startup_timeout: seconds to wait for the API server and the DAGs.
+    :param database_url: the metadata database's SQLAlchemy URL, an empty database that standalone migrates.
     """
 
     #: The public REST API's root, and the components whose health the start waits for.
@@ -55,7 +77,13 @@ class AirflowCluster:
     health_path = "api/v2/monitor/health"
     components: tuple[str, ...] = ("metadatabase", "scheduler", "triggerer", "dag_processor")
 
-    def __init__(self, dag_files: list[Path], env: Mapping[str, str], startup_timeout: float = 240.0) -> None:
+    def __init__(
+        self,
+        dag_files: list[Path],
+        env: Mapping[str, str],
+        startup_timeout: float = 240.0,
+        database_url: str | None = None,
+    ) -> None:
         self.home = Path(tempfile.mkdtemp(prefix="airflow-e2e-"))
         self.dags_folder = self.home / "dags"
         self.dags_folder.mkdir()
@@ -65,6 +93,7 @@ class AirflowCluster:
         self.password = os.urandom(9).hex()
         self._extra_env = dict(env)
         self._startup_timeout = startup_timeout
+        self._database_url = database_url
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -98,6 +127,8 @@ class AirflowCluster:
                 "AIRFLOW__SCHEDULER__DAG_DIR_LIST_INTERVAL": "5",
             }
         )
+        if self._database_url is not None:
+            env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = self._database_url
         env.update(self.server_settings())
         env.update(self._extra_env)
         return env
@@ -146,7 +177,9 @@ class AirflowCluster:
         while time.monotonic() < deadline:
             assert self._process is not None
             if self._process.poll() is not None:
-                raise RuntimeError(f"airflow standalone exited with {self._process.returncode}:\n{self.log_tail()}")
+                raise RuntimeError(
+                    f"airflow standalone exited with {self._process.returncode}:\n{self.failure_report()}"
+                )
             try:
                 status = httpx.get(f"{self.url}/{self.health_path}", timeout=5).json()
             except (httpx.HTTPError, ValueError):
@@ -155,7 +188,7 @@ class AirflowCluster:
                 return
             time.sleep(1)
         raise TimeoutError(
-            f"Airflow was not healthy within {self._startup_timeout:.0f} s ({status}):\n{self.log_tail()}"
+            f"Airflow was not healthy within {self._startup_timeout:.0f} s ({status}):\n{self.failure_report()}"
         )
 
     @cached_property
@@ -205,20 +238,42 @@ class AirflowCluster:
                 if error.response.status_code != 404:
                     raise
             time.sleep(1)
-        raise TimeoutError(f"DAG {dag_id!r} was not parsed within {timeout:.0f} s:\n{self.log_tail()}")
+        raise TimeoutError(f"DAG {dag_id!r} was not parsed within {timeout:.0f} s:\n{self.failure_report()}")
 
     def wait_for_log(self, text: str, timeout: float = 120.0) -> None:
         """Wait until a component has logged ``text`` (what the REST API does not show)."""
         deadline = time.monotonic() + timeout
         while text not in self.log_path.read_text(errors="replace"):
             if time.monotonic() > deadline:
-                raise TimeoutError(f"not logged within {timeout:.0f} s: {text}\n{self.log_tail()}")
+                raise TimeoutError(f"not logged within {timeout:.0f} s: {text}\n{self.failure_report()}")
             time.sleep(0.5)
 
-    def log_tail(self, lines: int = 60) -> str:
+    def log_lines(self) -> list[str]:
         if not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+            return []
+        return self.log_path.read_text(errors="replace").splitlines()
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log_lines()[-lines:])
+
+    def failure_report(self, requests_to: tuple[str, ...] = (), tail: int = 60) -> str:
+        """
+        What explains a failure, from the whole log: the web server's access-log lines of the requests to
+        each path in ``requests_to`` (their status codes), every error with its traceback in short, and the
+        last ``tail`` lines. What went wrong minutes before the failure is long gone from the tail.
+        """
+        lines = self.log_lines()
+        requests = [line for line in lines if any(f" {path}" in line and '" ' in line for path in requests_to)]
+        errors = errors_in_log(lines)
+        return "\n".join(
+            [
+                *([f"requests to {', '.join(requests_to)}:", *requests] if requests_to else []),
+                f"errors and tracebacks in the whole log ({len(errors)} lines):",
+                *errors,
+                f"the log's last {tail} lines:",
+                *lines[-tail:],
+            ]
+        )
 
     def stop(self) -> None:
         # Airflow 2.11's scheduler runs its DAG file processor in a process group of its own, which the

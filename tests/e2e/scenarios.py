@@ -58,7 +58,7 @@ def check_the_sensor_defers_and_resumes(airflow: AirflowCluster, orchestrator: L
 
     deadline = time.monotonic() + 180
     while (state := airflow.api(task)["state"]) != "deferred":
-        assert state not in ("failed", "upstream_failed"), airflow.log_tail(120)
+        assert state not in ("failed", "upstream_failed"), airflow.failure_report()
         assert time.monotonic() < deadline, f"the sensor never deferred: {airflow.api(task)}"
         time.sleep(1)
     polls = orchestrator.stats.audit_requests
@@ -81,7 +81,7 @@ def check_the_sensor_defers_and_resumes(airflow: AirflowCluster, orchestrator: L
     orchestrator.dataset.append(3)
     deadline = time.monotonic() + 180
     while (state := airflow.api(task)["state"]) != "success":
-        assert state not in ("failed", "upstream_failed"), airflow.log_tail(120)
+        assert state not in ("failed", "upstream_failed"), airflow.failure_report()
         assert time.monotonic() < deadline, f"the task did not resume: {state}"
         time.sleep(1)
     xcom = airflow.api(f"{task}/xcomEntries/return_value")
