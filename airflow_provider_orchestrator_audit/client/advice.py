@@ -93,10 +93,20 @@ def token_refused(
     )
 
 
-def api_refused(settings: ConnectionSettings, where: str, reply: httpx.Response) -> OrchestratorAuthError:
-    """The error for a 403, or a 401 that a fresh token (or the personal access token) did not cure."""
+def api_refused(
+    settings: ConnectionSettings, where: str, reply: httpx.Response, sent: tuple[str, ...] = ()
+) -> OrchestratorAuthError:
+    """
+    The error for a 403, or a 401 that a fresh token (or the personal access token) did not cure.
+
+    :param sent: the bearer token sent: masked, like the connection's secrets, in what the server said.
+    """
     code, _ = _oauth_error(reply)
     code = code or _www_authenticate_error(reply) or "none given"
+    for secret in (*settings.secrets, *sent):
+        if secret:
+            code = code.replace(secret, "***")
+    code = code[:100]
     if reply.status_code == 403:
         advice = (
             "the credentials lack permission to read audit logs: grant the external application the scope "

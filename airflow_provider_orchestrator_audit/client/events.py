@@ -30,14 +30,7 @@ import httpx
 import msgspec
 
 from airflow_provider_orchestrator_audit.client.advice import api_refused
-from airflow_provider_orchestrator_audit.client.exchanges import (
-    Exchange,
-    NeedToken,
-    Send,
-    _audit_request,
-    _Retries,
-    _transport_problem,
-)
+from airflow_provider_orchestrator_audit.client.exchanges import Exchange, get_with_token
 from airflow_provider_orchestrator_audit.client.page_parser import (
     JSON_DECODER,
     PageFormatError,
@@ -47,7 +40,7 @@ from airflow_provider_orchestrator_audit.client.page_parser import (
     skip_whitespace,
 )
 from airflow_provider_orchestrator_audit.client.redaction import excerpt
-from airflow_provider_orchestrator_audit.client.retry import RETRYABLE_STATUSES, RetryPolicy
+from airflow_provider_orchestrator_audit.client.retry import RetryPolicy
 from airflow_provider_orchestrator_audit.client.settings import ConnectionSettings
 from airflow_provider_orchestrator_audit.event_models import EVENT_LEVELS, AuditEvent, AuditEventsPage, EventLevel
 from airflow_provider_orchestrator_audit.exceptions import OrchestratorConfigError, OrchestratorRequestError
@@ -193,37 +186,12 @@ def fetch_events_page(
     settings: ConnectionSettings, policy: RetryPolicy, query: EventsQuery
 ) -> Exchange[AuditEventsPage]:
     """``GET .../query/events``: one page, retried as the policy allows."""
-    url = request_url(settings, query)
-    where = f"GET {url}"
-    retries = _Retries(settings, where, policy.start())
-    rejected: str | None = None
-    refreshed = False
-    while True:
-        token = settings.access_token if settings.access_token else (yield NeedToken(rejected))
-        reply = yield Send(_audit_request(url, token))
-        if isinstance(reply, httpx.TransportError):
-            yield from retries.wait_or_fail(_transport_problem(reply))
-            continue
-        sent = (token,)
+
+    def failed(where: str, reply: httpx.Response, sent: tuple[str, ...]) -> Exception:
         status = reply.status_code
-        if status == 200:
-            try:
-                return parse_events_page(reply.content)
-            except PageFormatError as exc:
-                problem, damaged = str(exc), exc.damaged
-            yield from retries.unusable_body(reply, problem, damaged, sent=sent)
-            continue
-        if status == 401 and not settings.uses_personal_access_token and not refreshed:
-            rejected, refreshed = token, True
-            continue
-        if status in (401, 403):
-            raise api_refused(settings, where, reply)
-        if status in RETRYABLE_STATUSES:
-            yield from retries.wait_as_asked(reply, sent)
-            continue
         body = excerpt(reply.content, (*settings.secrets, *sent))
         if query.cursor is not None and status in CURSOR_REFUSALS:
-            raise CursorRejectedError(
+            return CursorRejectedError(
                 f"Connection {settings.conn_id!r}: {where} refused the cursor it gave out, with HTTP {status}: {body}"
             )
         advice = ""
@@ -233,9 +201,20 @@ def fetch_events_page(
                 + (f" and the tenant ({query.tenant!r})" if query.level == "tenant" else "")
                 + ": the names that follow the host in your Orchestrator URL."
             )
-        raise OrchestratorRequestError(
+        return OrchestratorRequestError(
             f"Connection {settings.conn_id!r}: {where} failed with HTTP {status}: {body}.{advice}"
         )
+
+    return (
+        yield from get_with_token(
+            settings,
+            policy,
+            request_url(settings, query),
+            parse_events_page,
+            refused=lambda where, reply, sent: api_refused(settings, where, reply, sent),
+            failed=failed,
+        )
+    )
 
 
 # --- the body: each event's own text kept ---------------------------------------------------------

@@ -19,7 +19,7 @@ Driving an exchange by hand shows each step (this is how the unit tests use them
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -52,6 +52,7 @@ __all__ = [
     "Send",
     "Sleep",
     "fetch_audit_page",
+    "get_with_token",
     "request_token",
 ]
 
@@ -159,13 +160,55 @@ def request_token(settings: ConnectionSettings, policy: RetryPolicy, scope: str 
 
 def fetch_audit_page(settings: ConnectionSettings, policy: RetryPolicy, query: AuditLogQuery) -> Exchange[AuditLogPage]:
     """``GET {baseURL}/audit_/api/auditlogs``: one page, retried as the policy allows."""
+
+    def failed(where: str, reply: httpx.Response, sent: tuple[str, ...]) -> Exception:
+        return OrchestratorRequestError(
+            f"Connection {settings.conn_id!r}: {where} failed with HTTP {reply.status_code}: "
+            f"{excerpt(reply.content, (*settings.secrets, *sent))}"
+        )
+
     url = httpx.URL(settings.audit_logs_url, params=query.params())
+    return (
+        yield from get_with_token(
+            settings,
+            policy,
+            url,
+            parse_page,
+            refused=lambda where, reply, sent: api_refused(settings, where, reply, sent),
+            failed=failed,
+        )
+    )
+
+
+#: Builds the error that ends a request: ``(where, reply, tokens sent)``, e.g. ``("GET https://...", <401>, ("...",))``.
+RequestFailure = Callable[[str, httpx.Response, tuple[str, ...]], Exception]
+
+
+def get_with_token(
+    settings: ConnectionSettings,
+    policy: RetryPolicy,
+    url: httpx.URL,
+    parse: Callable[[bytes], T],
+    *,
+    refused: RequestFailure,
+    failed: RequestFailure,
+    scope: str | None = None,
+) -> Exchange[T]:
+    """
+    ``GET url`` with a bearer token for ``scope`` (the connection's own scope by default), its body parsed by
+    ``parse``; retried as the policy allows: after a failed connection, a 429 or 5xx, or a body ``parse``
+    calls unusable (:class:`PageFormatError`). A 401 gets one fresh token and one more try (not with a personal
+    access token, which cannot be renewed).
+
+    :param refused: the error for a 403, or a 401 that a fresh token did not cure.
+    :param failed: the error for any other status.
+    """
     where = f"GET {url}"
     retries = _Retries(settings, where, policy.start())
     rejected: str | None = None
     refreshed = False
     while True:
-        token = settings.access_token if settings.access_token else (yield NeedToken(rejected))
+        token = settings.access_token if settings.access_token else (yield NeedToken(rejected, scope))
         reply = yield Send(_audit_request(url, token))
         if isinstance(reply, httpx.TransportError):
             yield from retries.wait_or_fail(_transport_problem(reply))
@@ -175,7 +218,7 @@ def fetch_audit_page(settings: ConnectionSettings, policy: RetryPolicy, query: A
         status = reply.status_code
         if status == 200:
             try:
-                return parse_page(reply.content)
+                return parse(reply.content)
             except PageFormatError as exc:
                 problem, damaged = str(exc), exc.damaged
             yield from retries.unusable_body(reply, problem, damaged, sent=sent)
@@ -186,14 +229,11 @@ def fetch_audit_page(settings: ConnectionSettings, policy: RetryPolicy, query: A
             rejected, refreshed = token, True
             continue
         if status in (401, 403):
-            raise api_refused(settings, where, reply)
+            raise refused(where, reply, sent)
         if status in RETRYABLE_STATUSES:
             yield from retries.wait_as_asked(reply, sent)
             continue
-        raise OrchestratorRequestError(
-            f"Connection {settings.conn_id!r}: {where} failed with HTTP {status}: "
-            f"{excerpt(reply.content, (*settings.secrets, *sent))}"
-        )
+        raise failed(where, reply, sent)
 
 
 def _token_request(settings: ConnectionSettings, scope: str) -> httpx.Request:

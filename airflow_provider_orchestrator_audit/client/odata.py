@@ -27,17 +27,10 @@ from urllib.parse import quote
 import httpx
 import msgspec
 
-from airflow_provider_orchestrator_audit.client.exchanges import (
-    Exchange,
-    NeedToken,
-    Send,
-    _audit_request,
-    _Retries,
-    _transport_problem,
-)
+from airflow_provider_orchestrator_audit.client.exchanges import Exchange, get_with_token
 from airflow_provider_orchestrator_audit.client.page_parser import PageFormatError, read_json_text
 from airflow_provider_orchestrator_audit.client.redaction import excerpt
-from airflow_provider_orchestrator_audit.client.retry import RETRYABLE_STATUSES, RetryPolicy
+from airflow_provider_orchestrator_audit.client.retry import RetryPolicy
 from airflow_provider_orchestrator_audit.client.settings import ORCHESTRATOR_SCOPE, ConnectionSettings
 from airflow_provider_orchestrator_audit.event_models import created_on_ticks
 from airflow_provider_orchestrator_audit.exceptions import (
@@ -195,36 +188,18 @@ def fetch_orchestrator_page(
     settings: ConnectionSettings, policy: RetryPolicy, query: OdataQuery
 ) -> Exchange[OrchestratorAuditPage]:
     """``GET .../odata/AuditLogs``: one page, retried as the policy allows, with a token carrying ``OR.Audit.Read``."""
-    url = httpx.URL(orchestrator_audit_url(settings, query.tenant), params=query.params())
-    where = f"GET {url}"
     scope = settings.scope_for(ORCHESTRATOR_SCOPE)
-    retries = _Retries(settings, where, policy.start())
-    rejected: str | None = None
-    refreshed = False
-    while True:
-        token = settings.access_token if settings.access_token else (yield NeedToken(rejected, scope))
-        reply = yield Send(_audit_request(url, token))
-        if isinstance(reply, httpx.TransportError):
-            yield from retries.wait_or_fail(_transport_problem(reply))
-            continue
-        sent = (token,)
-        status = reply.status_code
-        if status == 200:
-            try:
-                return parse_orchestrator_page(reply.content)
-            except PageFormatError as exc:
-                problem, damaged = str(exc), exc.damaged
-            yield from retries.unusable_body(reply, problem, damaged, sent=sent)
-            continue
-        if status == 401 and not settings.uses_personal_access_token and not refreshed:
-            rejected, refreshed = token, True
-            continue
-        if status in (401, 403):
-            raise _refused(settings, where, reply, scope, sent)
-        if status in RETRYABLE_STATUSES:
-            yield from retries.wait_as_asked(reply, sent)
-            continue
-        raise _failed(settings, where, reply, query, sent)
+    return (
+        yield from get_with_token(
+            settings,
+            policy,
+            httpx.URL(orchestrator_audit_url(settings, query.tenant), params=query.params()),
+            parse_orchestrator_page,
+            refused=lambda where, reply, sent: _refused(settings, where, reply, scope, sent),
+            failed=lambda where, reply, sent: _failed(settings, where, reply, query, sent),
+            scope=scope,
+        )
+    )
 
 
 def odata_error(reply: httpx.Response) -> str | None:

@@ -295,6 +295,15 @@ def test_403_names_the_permission_and_is_not_retried():
     assert driver.steps == [NeedToken(None), Send(driver.sent[0])]
 
 
+def test_a_refusal_echoing_the_token_or_a_secret_names_neither():
+    """The error code a 401/403 quotes comes from the server: the token sent and the secrets are masked in it."""
+    driver = Driver(answer(403, b'{"error": "t-1 app-secret-value"}'))
+    with pytest.raises(OrchestratorAuthError) as info:
+        page(driver)
+    assert "(error code: *** ***)" in str(info.value)
+    assert "t-1" not in str(info.value) and "app-secret-value" not in str(info.value)
+
+
 def test_a_personal_access_token_is_sent_as_is_and_never_refreshed():
     driver = Driver(answer(200, PAGE))
     page(driver, PAT_SETTINGS)
