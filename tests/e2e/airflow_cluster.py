@@ -58,6 +58,17 @@ def errors_in_log(lines: list[str], limit: int = 200) -> list[str]:
     return [*found[: limit // 2], f"... {len(found) - limit} more ...", *found[-limit // 2 :]]
 
 
+_ACCESS_LINE = re.compile(r'"(?P<method>[A-Z]+) (?P<path>[^ ?"]+)\S* HTTP/[\d.]+" (?P<status>\d{3})')
+
+
+def _is_telling_request(line: str, paths: tuple[str, ...]) -> bool:
+    """Whether ``line`` logs a request to one of ``paths`` (or below it) other than a GET answered 2xx."""
+    request = _ACCESS_LINE.search(line)
+    if request is None or not any(request["path"].startswith(path) for path in paths):
+        return False
+    return request["method"] != "GET" or not request["status"].startswith("2")
+
+
 class AirflowCluster:
     """
     ``airflow standalone`` in a throw-away ``AIRFLOW_HOME``, started and stopped by the tests.
@@ -259,15 +270,20 @@ class AirflowCluster:
     def failure_report(self, requests_to: tuple[str, ...] = (), tail: int = 60) -> str:
         """
         What explains a failure, from the whole log: the web server's access-log lines of the requests to
-        each path in ``requests_to`` (their status codes), every error with its traceback in short, and the
-        last ``tail`` lines. What went wrong minutes before the failure is long gone from the tail.
+        the paths in ``requests_to`` that changed something or failed (a GET answered 2xx is left out: the
+        tests poll), every error with its traceback in short, and the last ``tail`` lines. What went wrong
+        minutes before the failure is long gone from the tail.
         """
         lines = self.log_lines()
-        requests = [line for line in lines if any(f" {path}" in line and '" ' in line for path in requests_to)]
+        requests = [line for line in lines if _is_telling_request(line, requests_to)]
         errors = errors_in_log(lines)
         return "\n".join(
             [
-                *([f"requests to {', '.join(requests_to)}:", *requests] if requests_to else []),
+                *(
+                    [f"requests to {', '.join(requests_to)} (GETs answered 2xx left out):", *requests]
+                    if requests_to
+                    else []
+                ),
                 f"errors and tracebacks in the whole log ({len(errors)} lines):",
                 *errors,
                 f"the log's last {tail} lines:",
