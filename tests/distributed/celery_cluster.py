@@ -308,6 +308,11 @@ class CeleryAirflowCluster:
                     pass
             # Forked children may outlive their parent for a moment.
             component.signal_group(signal.SIGKILL)
+            if component.process is not None:
+                # Reaped, whether it stopped in its grace or was killed: a process never waited for is a
+                # zombie until its Popen is collected, which warns (ResourceWarning) in whatever test runs then.
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    component.process.wait(timeout=10)
             component.close_log()
         for pid in leftovers:
             with contextlib.suppress(ProcessLookupError):
