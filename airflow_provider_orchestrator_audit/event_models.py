@@ -66,32 +66,15 @@ class AuditEvent(VerbatimRecord):
         self._keep(raw, source)
 
     @classmethod
-    def from_line(cls, line: str | bytes, event_id: str, created_on: str) -> AuditEvent:
-        """
-        An event from its own one-line JSON text whose ``id`` and ``createdOn`` the caller decoded: the rest
-        is decoded only if asked for.
-
-        :param line: the text, or its UTF-8 bytes (checked by the caller), holding none of ``\\n``, ``\\r``,
-            U+2028 and U+2029: it is written out as it is.
-        :raises ValueError: when ``createdOn`` is not a timestamp.
-        """
-        event = cls.__new__(cls)
-        try:
-            event._ticks = event.created_on_ticks = created_on_ticks(created_on)
-        except TimestampError as exc:
-            raise ValueError(f"createdOn is not a timestamp: {exc}") from None
-        event.event_id, event.created_on, event._source, event._raw = event_id, created_on, line, None
-        return event
-
-    @classmethod
     def from_lines(
         cls, lines: list[bytes], event_ids: list[str], created_ons: list[str], ticks: list[Ticks]
     ) -> list[AuditEvent]:
         """
-        :meth:`from_line` of a page's events at once, their ``createdOn`` parsed by the caller (one loop rather
-        than two calls per event).
+        A page's events from their own one-line JSON texts, whose ``id`` and ``createdOn`` the caller decoded and
+        parsed: the rest is decoded only if asked for.
 
-        :param lines: the events' texts, each as :meth:`from_line` takes it.
+        :param lines: the events' UTF-8 texts (checked by the caller), each holding none of ``\\n``, ``\\r``,
+            U+2028 and U+2029: written out as they are.
         :param event_ids: their ``id``s, in the same order.
         :param created_ons: their ``createdOn`` texts.
         :param ticks: those ``createdOn``, parsed.
