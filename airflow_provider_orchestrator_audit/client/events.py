@@ -29,7 +29,6 @@ from urllib.parse import quote
 import httpx
 import msgspec
 
-from airflow_provider_orchestrator_audit.client.advice import api_refused
 from airflow_provider_orchestrator_audit.client.exchanges import Exchange, get_with_token
 from airflow_provider_orchestrator_audit.client.page_parser import (
     JSON_DECODER,
@@ -211,7 +210,6 @@ def fetch_events_page(
             policy,
             request_url(settings, query),
             parse_events_page,
-            refused=lambda where, reply, sent: api_refused(settings, where, reply, sent),
             failed=failed,
         )
     )

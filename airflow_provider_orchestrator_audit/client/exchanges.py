@@ -160,22 +160,9 @@ def request_token(settings: ConnectionSettings, policy: RetryPolicy, scope: str 
 
 def fetch_audit_page(settings: ConnectionSettings, policy: RetryPolicy, query: AuditLogQuery) -> Exchange[AuditLogPage]:
     """``GET {baseURL}/audit_/api/auditlogs``: one page, retried as the policy allows."""
-
-    def failed(where: str, reply: httpx.Response, sent: tuple[str, ...]) -> Exception:
-        return OrchestratorRequestError(
-            f"Connection {settings.conn_id!r}: {where} failed with HTTP {reply.status_code}: "
-            f"{excerpt(reply.content, (*settings.secrets, *sent))}"
-        )
-
-    url = httpx.URL(settings.audit_logs_url, params=query.params())
     return (
         yield from get_with_token(
-            settings,
-            policy,
-            url,
-            parse_page,
-            refused=lambda where, reply, sent: api_refused(settings, where, reply, sent),
-            failed=failed,
+            settings, policy, httpx.URL(settings.audit_logs_url, params=query.params()), parse_page
         )
     )
 
@@ -190,8 +177,8 @@ def get_with_token(
     url: httpx.URL,
     parse: Callable[[bytes], T],
     *,
-    refused: RequestFailure,
-    failed: RequestFailure,
+    refused: RequestFailure | None = None,
+    failed: RequestFailure | None = None,
     scope: str | None = None,
 ) -> Exchange[T]:
     """
@@ -200,8 +187,10 @@ def get_with_token(
     calls unusable (:class:`PageFormatError`). A 401 gets one fresh token and one more try (not with a personal
     access token, which cannot be renewed).
 
-    :param refused: the error for a 403, or a 401 that a fresh token did not cure.
-    :param failed: the error for any other status.
+    :param refused: the error for a 403, or a 401 that a fresh token did not cure; by default
+        :func:`~.advice.api_refused` (the audit API's error code and the scope to grant).
+    :param failed: the error for any other status; by default an :class:`OrchestratorRequestError` quoting the
+        body with the secrets and the token masked.
     """
     where = f"GET {url}"
     retries = _Retries(settings, where, policy.start())
@@ -229,11 +218,16 @@ def get_with_token(
             rejected, refreshed = token, True
             continue
         if status in (401, 403):
-            raise refused(where, reply, sent)
+            raise refused(where, reply, sent) if refused else api_refused(settings, where, reply, sent)
         if status in RETRYABLE_STATUSES:
             yield from retries.wait_as_asked(reply, sent)
             continue
-        raise failed(where, reply, sent)
+        if failed:
+            raise failed(where, reply, sent)
+        raise OrchestratorRequestError(
+            f"Connection {settings.conn_id!r}: {where} failed with HTTP {status}: "
+            f"{excerpt(reply.content, (*settings.secrets, *sent))}"
+        )
 
 
 def _token_request(settings: ConnectionSettings, scope: str) -> httpx.Request:
