@@ -23,6 +23,7 @@ from airflow_provider_orchestrator_audit.client.exchanges import (
 from airflow_provider_orchestrator_audit.client.odata import OdataQuery, fetch_orchestrator_page
 from airflow_provider_orchestrator_audit.client.retry import RetryPolicy
 from airflow_provider_orchestrator_audit.client.settings import ConnectionSettings
+from airflow_provider_orchestrator_audit.client.stdlib_transport import ssl_context, stdlib_transport_unless_proxied
 from airflow_provider_orchestrator_audit.client.tokens import TokenCache
 from airflow_provider_orchestrator_audit.event_models import AuditEventsPage
 from airflow_provider_orchestrator_audit.models import AuditLogPage
@@ -67,8 +68,12 @@ class OrchestratorAuditClient:
         self.settings = settings
         self.retry_policy = retry_policy or RetryPolicy()
         self._on_new_secret = on_new_secret
+        limits, tls = _limits(max_connections), ssl_context(settings.verify)
         self._http = httpx.Client(
-            verify=settings.verify, timeout=_timeout(settings), limits=_limits(max_connections), transport=transport
+            verify=tls,
+            timeout=_timeout(settings),
+            limits=limits,
+            transport=transport or stdlib_transport_unless_proxied(tls, max_connections),
         )
         # One cached token per scope set: the platform sources and Orchestrator's own audit log need different ones.
         self._tokens: dict[str, TokenCache] = {}
@@ -160,7 +165,10 @@ class AsyncOrchestratorAuditClient:
         self.retry_policy = retry_policy or RetryPolicy()
         self._on_new_secret = on_new_secret
         self._http = httpx.AsyncClient(
-            verify=settings.verify, timeout=_timeout(settings), limits=_limits(max_connections), transport=transport
+            verify=ssl_context(settings.verify),
+            timeout=_timeout(settings),
+            limits=_limits(max_connections),
+            transport=transport,
         )
         self._tokens: dict[str, TokenCache] = {}  # per scope set, as in the synchronous client
         self._token_lock: asyncio.Lock | None = None

@@ -145,8 +145,10 @@ def assert_never_shown(secrets: list[str], logs: TaskLogs, run: ExportRun) -> No
         assert len(secret) >= 20
         for place, text in places.items():
             assert secret not in text, f"a secret ({secret[:6]}...) is in the {place}"
-    # The captures saw the scenario, at DEBUG, so a missing secret means something.
-    assert "send_request_headers.started" in logs.records and "send_request_headers.started" in logs.rendered
+    # The captures saw the scenario's requests to the audit API (httpx's line for each) and its DEBUG records
+    # (botocore's), so a missing secret means something.
+    for seen in ("HTTP Request: ", "Response headers: "):
+        assert seen in logs.records and seen in logs.rendered, f"{seen!r} was not captured"
     assert "[DAG TEST] starting task_id=export" in logs.rendered
     assert masked_by_airflow(f"unregistered-{uuid.uuid4().hex}") is False
 
