@@ -53,13 +53,12 @@ def main() -> None:
     parser.add_argument("--gzip", action="store_true")
     args = parser.parse_args()
 
-    import httpx
     from airflow.providers.amazon.aws.hooks.base_aws import AwsGenericHook
 
-    from airflow_provider_orchestrator_audit.client import events, exchanges
+    from airflow_provider_orchestrator_audit.client import drivers, events, exchanges
     from airflow_provider_orchestrator_audit.export import s3_sink, s3_stream, spool
 
-    timed(httpx.Client, "send", "HTTP (httpx, h11: request, response, body)")
+    timed(drivers.OrchestratorAuditClient, "_send", "HTTP (request, answer, body: the client's transport)")
     timed(exchanges, "parse_page", "parsing pages")
     timed(events, "parse_events_page", "parsing pages")
     timed(spool.JsonLinesSpool, "write", "spooling lines")

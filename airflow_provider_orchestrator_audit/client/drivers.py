@@ -23,7 +23,11 @@ from airflow_provider_orchestrator_audit.client.exchanges import (
 from airflow_provider_orchestrator_audit.client.odata import OdataQuery, fetch_orchestrator_page
 from airflow_provider_orchestrator_audit.client.retry import RetryPolicy
 from airflow_provider_orchestrator_audit.client.settings import ConnectionSettings
-from airflow_provider_orchestrator_audit.client.stdlib_transport import ssl_context, stdlib_transport_unless_proxied
+from airflow_provider_orchestrator_audit.client.stdlib_transport import (
+    StdlibTransport,
+    ssl_context,
+    stdlib_transport_unless_proxied,
+)
 from airflow_provider_orchestrator_audit.client.tokens import TokenCache
 from airflow_provider_orchestrator_audit.event_models import AuditEventsPage
 from airflow_provider_orchestrator_audit.models import AuditLogPage
@@ -68,13 +72,13 @@ class OrchestratorAuditClient:
         self.settings = settings
         self.retry_policy = retry_policy or RetryPolicy()
         self._on_new_secret = on_new_secret
-        limits, tls = _limits(max_connections), ssl_context(settings.verify)
-        self._http = httpx.Client(
-            verify=tls,
-            timeout=_timeout(settings),
-            limits=limits,
-            transport=transport or stdlib_transport_unless_proxied(tls, max_connections),
-        )
+        limits, tls, timeout = _limits(max_connections), ssl_context(settings.verify), _timeout(settings)
+        transport = transport or stdlib_transport_unless_proxied(tls, max_connections)
+        self._http = httpx.Client(verify=tls, timeout=timeout, limits=limits, transport=transport)
+        # The stdlib transport is called directly: httpx's client would only add cookies, authentication and
+        # redirects, none of which these requests use, at about a third of the CPU of a whole request.
+        self._direct = transport if isinstance(transport, StdlibTransport) else None
+        self._timeouts = timeout.as_dict()
         # One cached token per scope set: the platform sources and Orchestrator's own audit log need different ones.
         self._tokens: dict[str, TokenCache] = {}
         # One lock around "read cache, else request a token": concurrent callers share one token request.
@@ -120,7 +124,7 @@ class OrchestratorAuditClient:
                 if hold > 0:
                     time.sleep(hold)
                 try:
-                    reply = self._http.send(step.request)
+                    reply = self._send(step.request)
                 except httpx.TransportError as error:
                     reply = error
             elif isinstance(step, Sleep):
@@ -130,6 +134,12 @@ class OrchestratorAuditClient:
                 reply = None
             elif isinstance(step, NeedToken):
                 reply = self._bearer(step.rejected, step.scope)
+
+    def _send(self, request: httpx.Request) -> httpx.Response:
+        if self._direct is None:
+            return self._http.send(request)
+        request.extensions["timeout"] = self._timeouts  # what the client's send would have set
+        return self._direct.handle_request(request)
 
     def _bearer(self, rejected: str | None, scope: str | None = None) -> str:
         scope = scope or self.settings.scope

@@ -19,6 +19,7 @@ the proxy variables) when any proxy is configured in the environment.
 from __future__ import annotations
 
 import http.client
+import logging
 import os
 import select
 import ssl
@@ -29,6 +30,8 @@ from typing import Any
 import httpx
 
 __all__ = ["StdlibTransport", "ssl_context", "stdlib_transport_unless_proxied"]
+
+log = logging.getLogger(__name__)
 
 # An idle connection found readable has been closed by the server (or holds bytes nobody asked for): it
 # is dropped before use, as httpcore does. One the server closes in the instant after that check fails the
@@ -115,6 +118,8 @@ class StdlibTransport(httpx.BaseTransport):
             connection.close()
         else:
             self._keep(origin, connection)
+        # The request line and the status only: the headers carry the bearer token, the bodies secrets.
+        log.debug("%s %s: HTTP %d, %d bytes", request.method, url, answer.status, len(content))
         return httpx.Response(
             answer.status,
             # As bytes: http.client decoded them as Latin-1, and httpx would encode text headers as ASCII.

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from airflow_provider_orchestrator_audit.client.drivers import OrchestratorAuditClient
+from airflow_provider_orchestrator_audit.client.events import EventsQuery
 from airflow_provider_orchestrator_audit.client.settings import ConnectionSettings
 from airflow_provider_orchestrator_audit.client.stdlib_transport import (
     StdlibTransport,
@@ -347,29 +348,27 @@ def test_the_client_uses_it_unless_a_proxy_is_configured(monkeypatch):
     settings = ConnectionSettings(conn_id="c", base_url="https://cloud.uipath.com/acme", organization="acme")
     assert isinstance(stdlib_transport_unless_proxied(True, 4), StdlibTransport)
     with OrchestratorAuditClient(settings) as client:
-        assert isinstance(client._http._transport, StdlibTransport)
+        assert isinstance(client._direct, StdlibTransport)
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
     assert stdlib_transport_unless_proxied(True, 4) is None
     with OrchestratorAuditClient(settings) as client:
-        assert isinstance(client._http._transport, httpx.HTTPTransport)  # httpx's own, which reads the proxy variables
+        assert client._direct is None  # through httpx's client and its own transport, which read the proxy variables
+        assert isinstance(client._http._transport, httpx.HTTPTransport)
 
 
 def test_pages_through_it_equal_pages_through_httpx_own_transport(orchestrator, monkeypatch):
-    """A chain of tenant audit event pages, read by the hook with each transport: the same events, byte for byte."""
+    """A chain of tenant audit event pages, read by the client with each transport: the same events, byte for byte."""
     conn_id = set_connection(monkeypatch, "transports", orchestrator.airflow_connection(tenant="Finance"))
+    settings = OrchestratorAuditHook(conn_id).settings
     chains = {}
     for name, transport in (("stdlib", None), ("httpx", httpx.HTTPTransport())):
-        hook = OrchestratorAuditHook(conn_id)
-        if transport is not None:
-            hook.client._http = httpx.Client(transport=transport, timeout=TIMEOUT)
-        else:
-            assert isinstance(hook.client._http._transport, StdlibTransport)
-        page = hook.get_audit_events("tenant", from_="2026-01-01T00:00:00Z", to="2026-01-01T01:00:00Z", max_count=200)
-        chain = [page]
-        while page.previous and len(chain) < 4:
-            page = hook.get_audit_events("tenant", cursor=page.previous)
-            chain.append(page)
+        with OrchestratorAuditClient(settings, transport=transport) as client:
+            # The client calls its own transport directly, and goes through httpx's client with any other.
+            assert isinstance(client._direct, StdlibTransport) if transport is None else client._direct is None
+            first = EventsQuery("tenant", "Finance", "2026-01-01T00:00:00Z", "2026-01-01T01:00:00Z", max_count=200)
+            chain = [client.fetch_events(first)]
+            while chain[-1].previous and len(chain) < 4:
+                chain.append(client.fetch_events(EventsQuery("tenant", "Finance", cursor=chain[-1].previous)))
         chains[name] = [[event.to_json_bytes() for event in page.events] for page in chain]
-        hook.close()
     assert chains["stdlib"] == chains["httpx"]
     assert [len(page) for page in chains["stdlib"]] == [200, 200, 200, 200]
