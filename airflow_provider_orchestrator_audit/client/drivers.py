@@ -58,6 +58,9 @@ class OrchestratorAuditClient:
     :param max_connections: connections kept to the server; as many threads may share the client.
     :param on_new_secret: called with every new access token before it is used, so that it can be
         registered with a log masker.
+    :param transport: the httpx transport to send through; by default the client's own
+        :class:`~.stdlib_transport.StdlibTransport` (called directly), or httpx's when the environment
+        configures a proxy.
     """
 
     def __init__(
