@@ -231,7 +231,9 @@ def test_a_broken_answer_is_a_protocol_error(scripted, transport, sent, error, w
         get(transport, server.url())
 
 
-def test_a_reset_is_a_read_error(scripted, transport):
+def test_a_reset_is_one_of_the_errors_httpx_raises_for_it(scripted, transport):
+    # A reset read as such is a ReadError; one that lands before the status line reads as an answer that never
+    # came (RemoteProtocolError), as with httpx's own transport. Either way the retry policy retries it.
     def reset(sock, next_head):
         next_head()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
