@@ -1,5 +1,5 @@
 """
-The synchronous client's transport on :mod:`http.client`, over real sockets: against the local Orchestrator
+The synchronous client's own HTTP/1.1 transport, over real sockets: against the local Orchestrator
 server, and against a scripted server on loopback for what a real one does now and then (closes an idle
 connection, stalls, cuts an answer short, speaks TLS with its own CA).
 """
@@ -195,6 +195,76 @@ def test_chunked_and_gzipped_answers_are_decoded(scripted, transport):
     assert get(transport, server.url()).content == b'{"auditEvents": []}'
 
 
+def answer_each(*answers: bytes) -> Script:
+    """A script that sends the next of ``answers`` for each request on the connection."""
+
+    def script(sock: socket.socket, next_head: Callable[[], bytes | None]) -> None:
+        for sent in answers:
+            if next_head() is None:
+                return
+            sock.sendall(sent)
+        next_head()
+
+    return script
+
+
+@pytest.mark.parametrize(
+    ("sent", "content"),
+    [
+        (b"HTTP/1.1 100 Continue\r\n\r\n" + answer(b"[1]"), b"[1]"),
+        (b"HTTP/1.1 200 OK\r\nX-Long: a\r\n  b\r\n" + answer(b"[2]")[17:], b"[2]"),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;name=value\r\n[3]\r\n0\r\nX-Trailer: 1\r\n\r\n",
+            b"[3]",
+        ),
+        (b"HTTP/1.1 200\r\nContent-Length: 3\r\n\r\n[4]", b"[4]"),
+        (b"HTTP/1.1 204 No Content\r\n\r\n", b""),
+    ],
+    ids=["interim-100-skipped", "folded-header", "chunk-extension-and-trailer", "no-reason-phrase", "no-content"],
+)
+def test_answers_framed_as_rfc_9112_says_keep_the_connection(scripted, transport, sent, content):
+    server = scripted(answer_each(sent, answer(b"[0]")))
+    client = httpx.Client(transport=transport, timeout=TIMEOUT)
+    reply = client.get(server.url())
+    assert reply.content == content
+    assert client.get(server.url()).content == b"[0]"  # the next answer on the same connection, read from its start
+    assert server.connections == 1
+    if sent.startswith(b"HTTP/1.1 200 OK\r\nX-Long"):
+        assert reply.headers["x-long"] == "a b"
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        b"HTTP/1.1 200 OK\r\n\r\n[5]",  # no length: the body runs to the end of the connection
+        b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\n[5]",  # HTTP/1.0 without keep-alive
+        answer(b"[5]") + b"HTTP/1.1 200 OK\r\n",  # bytes after the answer that nobody asked for
+    ],
+    ids=["read-to-close", "http-1.0", "bytes-after-the-answer"],
+)
+def test_a_connection_that_cannot_carry_another_answer_is_not_used_again(scripted, transport, sent):
+    def send_it(sock, next_head):
+        while next_head() is not None:
+            sock.sendall(sent)
+            if b"Content-Length" not in sent:
+                sock.shutdown(socket.SHUT_WR)
+
+    server = scripted(send_it)
+    client = httpx.Client(transport=transport, timeout=TIMEOUT)
+    assert [client.get(server.url()).content for _ in range(2)] == [b"[5]", b"[5]"]
+    assert server.connections == 2
+
+
+def test_a_header_that_would_break_the_request_is_refused_before_anything_is_sent(scripted, transport):
+    server = scripted(keep_answering)
+    request = httpx.Request("GET", server.url(), headers={"Authorization": "Bearer a-secret\r\nX-Injected: 1"})
+    with pytest.raises(httpx.LocalProtocolError, match="'Authorization' cannot be sent") as raised:
+        transport.handle_request(request)
+    assert "a-secret" not in str(raised.value)
+    time.sleep(0.05)
+    assert server.heads == []
+
+
 def test_a_refused_connection_is_a_connect_error(transport):
     with socket.create_server(("127.0.0.1", 0)) as reserved:
         port = reserved.getsockname()[1]
@@ -218,8 +288,32 @@ def test_an_answer_that_stalls_is_a_read_timeout(scripted, transport):
         (b"", httpx.RemoteProtocolError, "without response"),
         (b"HELLO\r\n", httpx.RemoteProtocolError, "HELLO"),
         (answer(b'{"ok": true}')[:-4], httpx.RemoteProtocolError, "4 bytes before the end of the answer"),
+        (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n", httpx.RemoteProtocolError, "middle of the answer's head"),
+        (b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", httpx.RemoteProtocolError, "not a header: b'no colon"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\n", httpx.RemoteProtocolError, "unusable Content-Length"),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            httpx.RemoteProtocolError,
+            "chunk size that is not hexadecimal",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
+            httpx.RemoteProtocolError,
+            "3 bytes before the end",
+        ),
+        (b"HTTP/1.1 200 OK\r\nX: " + b"a" * 70000, httpx.RemoteProtocolError, "longer than 65536 bytes"),
     ],
-    ids=["closed-without-answer", "not-http", "cut-short"],
+    ids=[
+        "closed-without-answer",
+        "not-http",
+        "cut-short",
+        "head-cut-short",
+        "not-a-header",
+        "conflicting-lengths",
+        "bad-chunk-size",
+        "chunk-cut-short",
+        "endless-line",
+    ],
 )
 def test_a_broken_answer_is_a_protocol_error(scripted, transport, sent, error, words):
     def broken(sock, next_head):
