@@ -57,6 +57,7 @@ class S3JsonLinesSink:
     :param compression: None or ``"gzip"``.
     :param max_records_per_file: split the window into objects ``<key stem>.part-NNNNN<ext>`` of at most this
         many records.
+    :param compression_level: zlib's level with ``"gzip"``, 1 (fastest) to 9 (smallest); default 3.
 
     Example::
 
@@ -75,12 +76,13 @@ class S3JsonLinesSink:
         settings: ObjectSettings | None = None,
         compression: str | None = None,
         max_records_per_file: int | None = None,
+        compression_level: int | None = None,
     ) -> None:
         self.key = key
         self.split = max_records_per_file is not None
         self._s3_hook = s3_hook
         self._publisher = S3Publisher(s3_hook, bucket, settings)
-        self._spool = JsonLinesSpool(compression, max_records_per_file)
+        self._spool = JsonLinesSpool(compression, max_records_per_file, compression_level=compression_level)
         self._streamed: StreamingUploads | None = None
         self._written = WrittenObjects()
         self._previous: set[str] = set()  # this window's objects before anything of this run was visible

@@ -21,7 +21,7 @@ from airflow_provider_orchestrator_audit.export.orchestrator_reader import Orche
 from airflow_provider_orchestrator_audit.export.reader import WindowReader
 from airflow_provider_orchestrator_audit.export.s3_object_settings import ObjectSettings, ObjectSettingsError
 from airflow_provider_orchestrator_audit.export.s3_sink import S3JsonLinesSink
-from airflow_provider_orchestrator_audit.export.spool import COMPRESSIONS
+from airflow_provider_orchestrator_audit.export.spool import COMPRESSIONS, checked_gzip_level
 from airflow_provider_orchestrator_audit.hooks.orchestrator_audit import OrchestratorAuditHook
 from airflow_provider_orchestrator_audit.orchestrator_models import ORCHESTRATOR_SOURCE
 from airflow_provider_orchestrator_audit.paging.event_slices import EventsRequest
@@ -115,6 +115,9 @@ class AuditLogsToS3Operator(BaseOperator):
     :param orchestrator_conn_id: the ``orchestrator_audit`` connection.
     :param aws_conn_id: the AWS connection of the destination (its ``endpoint_url`` is honoured).
     :param compression: None or ``"gzip"``.
+    :param compression_level: with ``compression="gzip"``, zlib's level from 1 (fastest) to 9 (smallest objects);
+        default 3, the fastest levels' smallest output (level 9 makes objects about a fifth smaller for about
+        four times the compressing CPU).
     :param page_size: entries per request; default: 1,000, or fewer if the server gives fewer per page.
     :param max_concurrency: pages fetched at the same time.
     :param max_records_per_file: split the window into parts of at most this many records.
@@ -178,12 +181,14 @@ class AuditLogsToS3Operator(BaseOperator):
         source: str = "classic",
         tenant: str | None = None,
         include_entities: bool = True,
+        compression_level: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         # Checked here so that a DAG with a bad value fails to import, with the task named.
         if compression not in COMPRESSIONS:
             raise ValueError(f"{self.task_id}: compression must be None or 'gzip', got {compression!r}")
+        checked_gzip_level(compression, compression_level, name=f"{self.task_id}: compression_level")
         for name, value in (("page_size", page_size), ("max_records_per_file", max_records_per_file)):
             if value is not None:
                 checked_int(f"{self.task_id}: {name}", value)
@@ -195,6 +200,7 @@ class AuditLogsToS3Operator(BaseOperator):
         self.orchestrator_conn_id = orchestrator_conn_id
         self.aws_conn_id = aws_conn_id
         self.compression = compression
+        self.compression_level = compression_level
         self.page_size = page_size
         self.max_concurrency = max_concurrency
         self.max_records_per_file = max_records_per_file
@@ -388,6 +394,7 @@ class AuditLogsToS3Operator(BaseOperator):
             settings=self.object_settings(self.s3_hook.extra_args),
             compression=self.compression,
             max_records_per_file=self.max_records_per_file,
+            compression_level=self.compression_level,
         )
 
     def _log_read(self, reader: WindowReader | EventWindowReader | OrchestratorWindowReader, records: int) -> None:

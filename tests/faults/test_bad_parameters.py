@@ -122,6 +122,14 @@ def test_a_manual_run_without_a_window_says_how_to_give_one(orchestrator, orches
     ("argument", "message"),
     [
         ({"compression": "zip"}, "export: compression must be None or 'gzip', got 'zip'"),
+        (
+            {"compression": "gzip", "compression_level": 10},
+            "export: compression_level must be an integer from 1 to 9, got 10",
+        ),
+        (
+            {"compression_level": 5},
+            "export: compression_level applies to compression='gzip' only (got 5 with compression=None)",
+        ),
         ({"page_size": 0}, "export: page_size must be at least 1, got 0"),
         ({"page_size": -100}, "export: page_size must be at least 1, got -100"),
         ({"max_concurrency": 0}, "export: max_concurrency must be at least 1, got 0"),
@@ -139,6 +147,8 @@ def test_a_manual_run_without_a_window_says_how_to_give_one(orchestrator, orches
     ],
     ids=[
         "unknown-compression",
+        "gzip-level-10",
+        "level-without-gzip",
         "page-size-0",
         "page-size-negative",
         "no-concurrency",

@@ -163,6 +163,17 @@ def test_gzip_objects(orchestrator, orchestrator_conn, bucket, s3_server):
     assert len(read_objects(s3_server, bucket)[key]) == result["records"]
 
 
+def test_the_gzip_level_changes_the_bytes_not_the_lines(orchestrator, orchestrator_conn, bucket, s3_server):
+    window = {"window_start": WINDOW[0], "window_end": WINDOW[1], "compression": "gzip"}
+    sizes, lines = {}, {}
+    for level in (None, 1, 9):  # None: the default, 3
+        export(orchestrator_conn, bucket, s3_key=f"level-{level}.jsonl.gz", compression_level=level, **window)
+        body = s3_server.get_object_bytes(bucket, f"level-{level}.jsonl.gz")
+        sizes[level], lines[level] = len(body), sorted(gzip.decompress(body).splitlines())  # pages in arrival order
+    assert lines[None] == lines[1] == lines[9] and len(lines[None]) == 2400
+    assert sizes[9] < sizes[None] <= sizes[1]
+
+
 def test_an_empty_window_writes_an_empty_object(orchestrator, orchestrator_conn, bucket, s3_server):
     result = export(
         orchestrator_conn,
