@@ -53,7 +53,8 @@ _STATUS_LINE = re.compile(rb"HTTP/1\.(\d) (\d{3})(?: ([^\r\n]*))?\r?\n")
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _FIELD_VALUE_FORBIDDEN = re.compile(rb"[\x00\r\n]")
 _CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
-_END_OF_HEAD = (b"\r\n", b"\n")
+#: An empty line: the end of a head (or of trailers), and what follows a chunk's data.
+_EMPTY_LINE = (b"\r\n", b"\n")
 
 
 def ssl_context(verify: ssl.SSLContext | str | bool) -> ssl.SSLContext:
@@ -274,9 +275,7 @@ class _Connection:
             if not 100 <= status < 200 or status == 101:
                 break
         fields = _Fields(headers)
-        will_close = fields.has_token(b"connection", b"close") or (
-            minor == b"0" and not fields.has_token(b"connection", b"keep-alive")
-        )
+        will_close = b"close" in fields.connection or (minor == b"0" and b"keep-alive" not in fields.connection)
         if method == "HEAD" or 100 <= status < 200 or status in (204, 304):
             content = b""
         elif fields.transfer_coding is not None:
@@ -317,7 +316,7 @@ class _Connection:
         headers: list[tuple[bytes, bytes]] = []
         while True:
             line = self._line()
-            if line in _END_OF_HEAD:
+            if line in _EMPTY_LINE:
                 return headers
             if not line.endswith(b"\n"):
                 raise _BrokenAnswer("the server closed the connection in the middle of the answer's head")
@@ -366,7 +365,7 @@ class _Connection:
             if not size:
                 break
             pieces.append(self._exactly(size))
-            if self._line() not in _END_OF_HEAD:
+            if self._line() not in _EMPTY_LINE:
                 raise _BrokenAnswer("the server sent a chunk longer than its size")
         self._headers()  # trailers, not kept
         return b"".join(pieces)
@@ -383,23 +382,28 @@ class _Fields:
     """What the framing of a body needs from an answer's headers."""
 
     def __init__(self, headers: list[tuple[bytes, bytes]]) -> None:
-        self._values: dict[bytes, list[bytes]] = {}
+        values: dict[bytes, list[bytes]] = {}
         for name, value in headers:
-            self._values.setdefault(name.lower(), []).append(value)
-        codings = b",".join(self._values.get(b"transfer-encoding", [])).split(b",")
-        codings = [coding.strip().lower() for coding in codings if coding.strip()]
+            values.setdefault(name.lower(), []).append(value)
+        #: The ``Connection`` options, lower case (``close``, ``keep-alive``).
+        self.connection = set(_list_items(values, b"connection"))
+        codings = _list_items(values, b"transfer-encoding")
         #: The last transfer coding (it frames the body), None without any.
         self.transfer_coding: bytes | None = codings[-1] if codings else None
-        lengths = {part.strip() for value in self._values.get(b"content-length", []) for part in value.split(b",")}
+        # Every item kept, empty ones too: a list such as "5," is not a length.
+        lengths = {item.strip() for value in values.get(b"content-length", []) for item in value.split(b",")}
         self.content_length: int | None = None
         if lengths:
             length = lengths.pop()
             if lengths or not length.isdigit():
-                raise _BrokenAnswer(f"the server sent an unusable Content-Length: {self._values[b'content-length']!r}")
+                raise _BrokenAnswer(f"the server sent an unusable Content-Length: {values[b'content-length']!r}")
             self.content_length = int(length)
 
-    def has_token(self, name: bytes, token: bytes) -> bool:
-        return any(part.strip().lower() == token for value in self._values.get(name, []) for part in value.split(b","))
+
+def _list_items(values: dict[bytes, list[bytes]], name: bytes) -> list[bytes]:
+    """The items of a comma-separated header, over all its lines, lower case, empty items left out."""
+    items = (item.strip().lower() for value in values.get(name, []) for item in value.split(b","))
+    return [item for item in items if item]
 
 
 def _readable(sock: Any) -> bool:

@@ -117,7 +117,7 @@ class AuditLogsToS3Operator(BaseOperator):
     :param compression: None or ``"gzip"``.
     :param compression_level: with ``compression="gzip"``, zlib's level from 1 (fastest) to 9 (smallest objects);
         default 3, the fastest levels' smallest output (level 9 makes objects about a fifth smaller for about
-        four times the compressing CPU).
+        4.5 times the compressing CPU).
     :param page_size: entries per request; default: 1,000, or fewer if the server gives fewer per page.
     :param max_concurrency: pages fetched at the same time.
     :param max_records_per_file: split the window into parts of at most this many records.
