@@ -29,7 +29,7 @@ from urllib.parse import quote
 import httpx
 import msgspec
 
-from airflow_provider_orchestrator_audit.client.exchanges import Exchange, get_with_token
+from airflow_provider_orchestrator_audit.client.exchanges import Exchange, get_with_token, status_failure
 from airflow_provider_orchestrator_audit.client.page_parser import (
     JSON_DECODER,
     PageFormatError,
@@ -200,9 +200,7 @@ def fetch_events_page(
                 + (f" and the tenant ({query.tenant!r})" if query.level == "tenant" else "")
                 + ": the names that follow the host in your Orchestrator URL."
             )
-        return OrchestratorRequestError(
-            f"Connection {settings.conn_id!r}: {where} failed with HTTP {status}: {body}.{advice}"
-        )
+        return status_failure(settings, where, status, body, advice)
 
     return (
         yield from get_with_token(

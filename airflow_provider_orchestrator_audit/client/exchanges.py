@@ -54,6 +54,7 @@ __all__ = [
     "fetch_audit_page",
     "get_with_token",
     "request_token",
+    "status_failure",
 ]
 
 log = logging.getLogger(__name__)
@@ -171,6 +172,21 @@ def fetch_audit_page(settings: ConnectionSettings, policy: RetryPolicy, query: A
 RequestFailure = Callable[[str, httpx.Response, tuple[str, ...]], Exception]
 
 
+def status_failure(
+    settings: ConnectionSettings, where: str, status: int, quoted: str, advice: str | None = None
+) -> OrchestratorRequestError:
+    """
+    The error for an answer whose status ends the request, e.g. ``Connection 'c': GET https://... failed with HTTP
+    404: 'Not Found'``, then ``.`` and ``advice`` when there is advice (``""``: the full stop alone).
+
+    :param quoted: what the server said, already quoted with the secrets and the token sent masked.
+    """
+    tail = "" if advice is None else f".{advice}"
+    return OrchestratorRequestError(
+        f"Connection {settings.conn_id!r}: {where} failed with HTTP {status}: {quoted}{tail}"
+    )
+
+
 def get_with_token(
     settings: ConnectionSettings,
     policy: RetryPolicy,
@@ -224,10 +240,7 @@ def get_with_token(
             continue
         if failed:
             raise failed(where, reply, sent)
-        raise OrchestratorRequestError(
-            f"Connection {settings.conn_id!r}: {where} failed with HTTP {status}: "
-            f"{excerpt(reply.content, (*settings.secrets, *sent))}"
-        )
+        raise status_failure(settings, where, status, excerpt(reply.content, (*settings.secrets, *sent)))
 
 
 def _token_request(settings: ConnectionSettings, scope: str) -> httpx.Request:

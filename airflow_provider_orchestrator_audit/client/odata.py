@@ -27,7 +27,7 @@ from urllib.parse import quote
 import httpx
 import msgspec
 
-from airflow_provider_orchestrator_audit.client.exchanges import Exchange, get_with_token
+from airflow_provider_orchestrator_audit.client.exchanges import Exchange, get_with_token, status_failure
 from airflow_provider_orchestrator_audit.client.page_parser import PageFormatError, read_json_text
 from airflow_provider_orchestrator_audit.client.redaction import excerpt
 from airflow_provider_orchestrator_audit.client.retry import RetryPolicy
@@ -270,9 +270,7 @@ def _failed(
             else f" Check the connection's extra 'organization' ({settings.organization!r}) and the tenant "
             f"({query.tenant!r}): the names that follow the host in your Orchestrator URL"
         )
-    return OrchestratorRequestError(
-        f"Connection {settings.conn_id!r}: {where} failed with HTTP {status}: {_quoted(settings, reply, sent)}.{advice}"
-    )
+    return status_failure(settings, where, status, _quoted(settings, reply, sent), advice)
 
 
 # --- the body: each entry's own text kept -----------------------------------------------------------
