@@ -37,19 +37,21 @@ Script = Callable[[socket.socket, Callable[[], bytes | None]], None]
 class ScriptedServer:
     """A TCP server on loopback that runs ``script`` for each connection it accepts and counts them."""
 
-    def __init__(self, script: Script, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(self, script: Script, tls: ssl.SSLContext | None = None, host: str = "127.0.0.1") -> None:
         self.script = script
         self.tls = tls
         self.connections = 0
         self.heads: list[bytes] = []
-        self._listener = socket.create_server(("127.0.0.1", 0))
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._listener = socket.create_server((host, 0), family=family)
         self.port = self._listener.getsockname()[1]
+        self.host = f"[{host}]" if family == socket.AF_INET6 else "localhost"
         self._threads: list[threading.Thread] = []
         self._accepting = threading.Thread(target=self._accept, daemon=True)
         self._accepting.start()
 
     def url(self, path: str = "/page") -> str:
-        return f"{'https' if self.tls else 'http'}://localhost:{self.port}{path}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}{path}"
 
     def close(self) -> None:
         self._listener.close()
@@ -116,8 +118,8 @@ def keep_answering(sock: socket.socket, next_head: Callable[[], bytes | None]) -
 def scripted() -> Iterator[Callable[..., ScriptedServer]]:
     servers: list[ScriptedServer] = []
 
-    def start(script: Script, tls: ssl.SSLContext | None = None) -> ScriptedServer:
-        servers.append(ScriptedServer(script, tls))
+    def start(script: Script, tls: ssl.SSLContext | None = None, host: str = "127.0.0.1") -> ScriptedServer:
+        servers.append(ScriptedServer(script, tls, host))
         return servers[-1]
 
     yield start
@@ -148,6 +150,17 @@ def test_answers_come_back_as_httpx_responses_over_one_kept_alive_connection(scr
     head = server.heads[0]
     assert head.startswith(b"GET /page?a=1&b=%2F HTTP/1.1\r\n")
     assert b"\r\nAuthorization: Bearer a-token" in head and f"\r\nHost: localhost:{server.port}".encode() in head
+
+
+def test_an_ipv6_literal_host_is_reached_and_sent_in_brackets(scripted, transport):
+    server = scripted(keep_answering, host="::1")
+    client = httpx.Client(transport=transport, timeout=TIMEOUT)
+    for _ in range(2):
+        reply = client.get(server.url("/page?a=1"), headers={"Authorization": "Bearer a-token"})
+        assert reply.status_code == 200 and reply.json() == {"ok": True}
+    assert server.connections == 1
+    assert server.heads[0].startswith(b"GET /page?a=1 HTTP/1.1\r\n")
+    assert f"\r\nHost: [::1]:{server.port}\r\n".encode() in server.heads[0]
 
 
 def test_a_form_post_carries_its_body(scripted, transport):
