@@ -56,18 +56,26 @@ def _run_workers(conn_id: str, bucket: str, jobs: list[tuple[str, str, Path]]) -
     """Each job in a process of its own (spawned, as a fresh worker starts), all at once; their answers in order."""
     context = multiprocessing.get_context("spawn")
     running = []
-    for start, end, spool_dir in jobs:
-        ours, theirs = context.Pipe(duplex=False)
-        process = context.Process(target=_export_in_worker, args=(conn_id, bucket, start, end, str(spool_dir), theirs))
-        process.start()
-        running.append((process, ours))
-    answers = []
-    for process, ours in running:
-        assert ours.poll(180), "a worker gave no answer within 3 minutes"
-        answers.append(ours.recv())
-        process.join(30)
-        assert process.exitcode == 0
-    return answers
+    try:
+        for start, end, spool_dir in jobs:
+            ours, theirs = context.Pipe(duplex=False)
+            process = context.Process(
+                target=_export_in_worker, args=(conn_id, bucket, start, end, str(spool_dir), theirs), daemon=True
+            )
+            process.start()
+            running.append((process, ours))
+        answers = []
+        for process, ours in running:
+            assert ours.poll(180), "a worker gave no answer within 3 minutes"
+            answers.append(ours.recv())
+            process.join(30)
+            assert process.exitcode == 0
+        return answers
+    finally:
+        for process, _ in running:  # a worker still running after a failed check is not left behind
+            if process.is_alive():
+                process.kill()
+                process.join(10)
 
 
 def test_workers_export_windows_at_once_and_a_retry_elsewhere_writes_the_same_key(
