@@ -66,6 +66,17 @@ def sign_in_fab(page: Any, url: str, user: str, password: str) -> None:
     page.wait_for_url(f"{url}/home")
 
 
+def modal_dialog(page: Any) -> Any:
+    """
+    The open modal dialog (a form, the Trigger or Run Backfill dialog).
+
+    Not ``get_by_role("dialog")``: the UI's popovers (the date-time pickers) carry ``role=dialog`` too,
+    and one that is still animating closed is in the accessibility tree beside the modal, which makes the
+    role alone match two elements.
+    """
+    return page.get_by_role("dialog").and_(page.locator("[data-scope=dialog][data-part=content]"))
+
+
 def pick_datetime(page: Any, dialog: Any, index: int, date: str, time: str) -> None:
     """
     Fill the ``index``-th date-time picker of ``dialog`` (a popover with a date and a time field).

@@ -24,7 +24,7 @@ from airflow_provider_orchestrator_audit.compat import AIRFLOW_V_3_1_PLUS, AIRFL
 from airflow_provider_orchestrator_audit.testing import AuditDataset, LocalOrchestratorServer
 from tests.distributed.servers import PostgresServer
 from tests.e2e.airflow_cluster import ADMIN_USER, AirflowCluster
-from tests.e2e.browser import CHROMIUM_ARGS, chromium_path, keep_log, pick_datetime, screenshot, sign_in
+from tests.e2e.browser import CHROMIUM_ARGS, chromium_path, keep_log, modal_dialog, pick_datetime, screenshot, sign_in
 from tests.e2e.scenarios import EXTRA_LABELS, FORM_LABELS, check_the_sensor_defers_and_resumes, write_sensor_dag
 from tests.integration.test_export import canonical, expected_lines, read_objects
 
@@ -102,7 +102,7 @@ def create_connection_in_form(page: Any, airflow: AirflowCluster, orchestrator: 
     """Admin -> Connections -> Add Connection, filled in as the README tells users."""
     page.goto(f"{airflow.url}/connections")
     page.get_by_role("button", name="Add Connection").first.click()
-    dialog = page.get_by_role("dialog")
+    dialog = modal_dialog(page)
     dialog.get_by_label("Connection ID").fill(CONN_ID)
     dialog.get_by_role("combobox").fill("orchestrator")
     # Airflow 3.1 and later list the hook's name, 3.0 the connection type.
@@ -180,7 +180,7 @@ def test_the_connection_form_saves_a_masked_secret_and_test_succeeds(page, airfl
 
     # Editing shows the secret masked, never its value.
     row.get_by_role("button", name="Edit Connection").click()
-    dialog = page.get_by_role("dialog")
+    dialog = modal_dialog(page)
     shown = dialog.get_by_label("Client secret").input_value()
     assert shown != CLIENT_SECRET and CLIENT_SECRET not in page.content()
     dialog.get_by_role("button", name="Close").click()
@@ -291,13 +291,13 @@ def test_a_backfill_of_three_hours_started_in_the_ui_exports_each_hour_once(
     # Logical dates are the hours' starts: 00:00, 01:00 and 02:00 export [00:00, 03:00).
     if AIRFLOW_V_3_1_PLUS:  # a mode of the Trigger dialog, with date-time pickers
         page.get_by_role("button", name="Trigger").first.click()
-        dialog = page.get_by_role("dialog")
+        dialog = modal_dialog(page)
         dialog.get_by_text("Backfill", exact=True).click()
         pick_datetime(page, dialog, 0, "2026/01/01", "00:00")
         pick_datetime(page, dialog, 1, "2026/01/01", "02:00")
     else:  # 3.0: a dialog of its own, with the browser's date-time inputs
         page.get_by_role("button", name="Run Backfill").first.click()
-        dialog = page.get_by_role("dialog")
+        dialog = modal_dialog(page)
         dialog.locator("[name=from_date]").fill("2026-01-01T00:00")
         dialog.locator("[name=to_date]").fill("2026-01-01T02:00")
     dialog.get_by_text("3 runs will be triggered").wait_for()
@@ -374,7 +374,7 @@ def test_trigger_with_a_window_in_the_params_exports_exactly_that_window(
 
     page.goto(f"{airflow.url}/dags/{DAG_ID}")
     page.get_by_role("button", name="Trigger").first.click()
-    dialog = page.get_by_role("dialog")
+    dialog = modal_dialog(page)
     if AIRFLOW_V_3_1_PLUS:  # (3.0's Trigger dialog has no backfill mode to switch from)
         dialog.get_by_text("Single Run", exact=True).click()
     dialog.locator("[name=element_window_start]").fill("2026-01-01T03:00:00Z")
