@@ -10,7 +10,7 @@ from typing import Any, Self, TypeVar, cast
 
 import httpx
 
-from airflow_provider_orchestrator_audit.client.events import EventsQuery, fetch_events_page
+from airflow_provider_orchestrator_audit.client.events import EventsQuery, fetch_event_lines_page, fetch_events_page
 from airflow_provider_orchestrator_audit.client.exchanges import (
     AuditLogQuery,
     Exchange,
@@ -29,7 +29,7 @@ from airflow_provider_orchestrator_audit.client.stdlib_transport import (
     stdlib_transport_unless_proxied,
 )
 from airflow_provider_orchestrator_audit.client.tokens import TokenCache
-from airflow_provider_orchestrator_audit.event_models import AuditEventsPage
+from airflow_provider_orchestrator_audit.event_models import AuditEventsPage, EventLinesPage
 from airflow_provider_orchestrator_audit.models import AuditLogPage
 from airflow_provider_orchestrator_audit.orchestrator_models import OrchestratorAuditPage
 from airflow_provider_orchestrator_audit.validation import checked_int
@@ -96,6 +96,10 @@ class OrchestratorAuditClient:
     def fetch_events(self, query: EventsQuery) -> AuditEventsPage:
         """The page of unified audit events ``query`` asks for, retried as the client's policy allows."""
         return self._run(fetch_events_page(self.settings, self.retry_policy, query))
+
+    def fetch_event_lines(self, query: EventsQuery) -> EventLinesPage:
+        """:meth:`fetch_events`, each event as the :class:`~.event_models.EventLine` an export writes."""
+        return self._run(fetch_event_lines_page(self.settings, self.retry_policy, query))
 
     def fetch_orchestrator(self, query: OdataQuery) -> OrchestratorAuditPage:
         """The page of Orchestrator's own audit log ``query`` asks for, retried as the client's policy allows."""

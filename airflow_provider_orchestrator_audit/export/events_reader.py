@@ -15,14 +15,16 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 
 from airflow_provider_orchestrator_audit.client.events import CursorRejectedError
-from airflow_provider_orchestrator_audit.event_models import AuditEvent, AuditEventsPage
+from airflow_provider_orchestrator_audit.event_models import AuditEvent, AuditEventsPage, EventLine, EventLinesPage
 from airflow_provider_orchestrator_audit.export.sliced_reader import SLICES_PER_WORKER, SlicedWindowReader
 from airflow_provider_orchestrator_audit.paging.event_slices import EventsRequest, SliceChain, plan_slices
 
 __all__ = ["SLICES_PER_WORKER", "EventFetcher", "EventReadStats", "EventWindowReader"]
 
+#: An event as a page gives it: the export's :class:`EventLine`, or a whole :class:`AuditEvent`.
+Event = AuditEvent | EventLine
 #: ``fetch(request)`` returns the page a first query or a cursor asks for.
-EventFetcher = Callable[[EventsRequest], AuditEventsPage]
+EventFetcher = Callable[[EventsRequest], AuditEventsPage | EventLinesPage]
 
 
 @dataclass
@@ -40,11 +42,11 @@ class EventReadStats:
     total_count: int | None = None
 
 
-class EventWindowReader(SlicedWindowReader[SliceChain[AuditEvent], EventsRequest, AuditEventsPage, AuditEvent]):
+class EventWindowReader(SlicedWindowReader[SliceChain[Event], EventsRequest, AuditEventsPage | EventLinesPage, Event]):
     """
     Yields the events of ``window`` in batches (one per page, newest first inside it), each exactly once.
 
-    :param fetch: the page source, ``fetch(EventsRequest) -> AuditEventsPage``.
+    :param fetch: the page source, ``fetch(EventsRequest) -> EventLinesPage`` (or ``AuditEventsPage``).
     :param window: the window ``[start, end)``.
     :param max_concurrency: chains (requests) in flight at once.
     :param slices: how many time slices to cut the window into; default ``SLICES_PER_WORKER x max_concurrency``.
@@ -58,12 +60,12 @@ class EventWindowReader(SlicedWindowReader[SliceChain[AuditEvent], EventsRequest
     def _new_stats(self) -> EventReadStats:
         return EventReadStats()
 
-    def _chains(self) -> list[SliceChain[AuditEvent]]:
-        return [SliceChain[AuditEvent](piece) for piece in plan_slices(self.window, self.slice_count)]
+    def _chains(self) -> list[SliceChain[Event]]:
+        return [SliceChain[Event](piece) for piece in plan_slices(self.window, self.slice_count)]
 
     def _answer(
-        self, chain: SliceChain[AuditEvent], answer: Future[AuditEventsPage]
-    ) -> tuple[list[AuditEvent], EventsRequest | None]:
+        self, chain: SliceChain[Event], answer: Future[AuditEventsPage | EventLinesPage]
+    ) -> tuple[list[Event], EventsRequest | None]:
         try:
             page = answer.result()
         except CursorRejectedError as error:

@@ -440,9 +440,9 @@ class AuditLogsToS3Operator(BaseOperator):
     def _fetch_events(self, request: EventsRequest) -> Any:
         level, tenant = SOURCE_LEVELS[self.source], self._tenant()
         if request.cursor is not None:
-            return self.orchestrator_hook.get_audit_events(level, tenant=tenant, cursor=request.cursor)
+            return self.orchestrator_hook.get_audit_event_lines(level, tenant=tenant, cursor=request.cursor)
         assert request.query_from is not None and request.query_to is not None
-        return self.orchestrator_hook.get_audit_events(
+        return self.orchestrator_hook.get_audit_event_lines(
             level,
             tenant=tenant,
             from_=request.bound_text(request.query_from),

@@ -8,7 +8,7 @@ import pytest
 
 from airflow_provider_orchestrator_audit.client.events import CursorRejectedError
 from airflow_provider_orchestrator_audit.client.retry import RetryPolicy
-from airflow_provider_orchestrator_audit.event_models import AuditEvent
+from airflow_provider_orchestrator_audit.event_models import AuditEvent, EventLine
 from airflow_provider_orchestrator_audit.exceptions import (
     OrchestratorConfigError,
     OrchestratorRequestError,
@@ -60,6 +60,28 @@ def test_tenant_from_the_connection_or_the_call_and_the_cursor_chain(events_hook
     assert ids == [event_id for _, event_id, _ in rows]
     hr = events_hook.get_audit_events("tenant", tenant="HR", max_count=1)
     assert hr.events[0].raw["tenantName"] == "HR"
+
+
+def test_event_lines_are_the_events_lines_page_by_page(events_hook):
+    """The export's reading of a chain: the same events, links and lines as the whole events give."""
+    whole = events_hook.get_audit_events("tenant", from_=START, to=END, max_count=200)
+    lines = events_hook.get_audit_event_lines("tenant", from_=START, to=END, max_count=200)
+    pages = 0
+    while True:
+        pages += 1
+        # The same links; the local Orchestrator's cursors carry the moment they were given out.
+        assert (lines.previous is None, lines.next) == (whole.previous is None, whole.next)
+        assert all(type(event) is EventLine for event in lines.events)
+        assert [(event.event_id, event.created_on, event.created_on_ticks, event.line) for event in lines.events] == [
+            (event.event_id, event.created_on, event.created_on_ticks, event.to_json_bytes()) for event in whole.events
+        ]
+        if whole.previous is None:
+            break
+        whole = events_hook.get_audit_events("tenant", cursor=whole.previous)
+        lines = events_hook.get_audit_event_lines("tenant", cursor=lines.previous)
+    assert pages > 1
+    with pytest.raises(OrchestratorRequestError, match="'Nope'"):
+        events_hook.get_audit_event_lines("tenant", tenant="Nope", max_count=1)
 
 
 def test_a_tenant_level_read_without_a_tenant_fails_before_any_request(orchestrator, orchestrator_conn):

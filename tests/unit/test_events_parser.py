@@ -93,10 +93,16 @@ def test_the_exchange_step_by_step() -> None:
     ],
 )
 def test_the_fast_reading_and_the_scanner_agree(body: str) -> None:
-    from airflow_provider_orchestrator_audit.client.events import _read_events, _scan_events_page
+    from airflow_provider_orchestrator_audit.client.events import _read_event_lines, _read_events, _scan_events_page
 
     fast, reference = _read_events(body.encode()), _scan_events_page(body.encode())
     assert fast is not None
     assert [event.to_json() for event in fast.events] == [event.to_json() for event in reference.events]
     assert [event.created_on_ticks for event in fast.events] == [event.created_on_ticks for event in reference.events]
     assert (fast.previous, fast.next) == (reference.previous, reference.next)
+    lines = _read_event_lines(body.encode())
+    assert lines is not None
+    assert [event.line for event in lines.events] == [event.to_json_bytes() for event in reference.events]
+    assert [(event.event_id, event.created_on_ticks) for event in lines.events] == [
+        (event.event_id, event.created_on_ticks) for event in reference.events
+    ]

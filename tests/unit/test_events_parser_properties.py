@@ -20,10 +20,20 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from airflow_provider_orchestrator_audit.client import events as events_client
-from airflow_provider_orchestrator_audit.client.events import EventsQuery, parse_events_page, request_url
+from airflow_provider_orchestrator_audit.client.events import (
+    EventsQuery,
+    parse_event_lines,
+    parse_events_page,
+    request_url,
+)
 from airflow_provider_orchestrator_audit.client.page_parser import PageFormatError
 from airflow_provider_orchestrator_audit.client.settings import ConnectionSettings
-from airflow_provider_orchestrator_audit.event_models import AuditEventsPage, created_on_ticks
+from airflow_provider_orchestrator_audit.event_models import (
+    AuditEventsPage,
+    EventLine,
+    EventLinesPage,
+    created_on_ticks,
+)
 from airflow_provider_orchestrator_audit.exceptions import OrchestratorRequestError
 from airflow_provider_orchestrator_audit.timestamps import TimestampError, parse_timestamp
 from tests.unit.test_page_parser_properties import (
@@ -139,8 +149,22 @@ def _assert_same(page: AuditEventsPage, expected: AuditEventsPage) -> None:
         assert list(got.raw) == list(want.raw)
 
 
+def _assert_same_lines(page: EventLinesPage, expected: AuditEventsPage) -> None:
+    """The export's page holds, of each event, what the reference's gives: its line, id and createdOn."""
+    assert (page.previous, page.next) == (expected.previous, expected.next)
+    assert [type(event) for event in page.events] == [EventLine] * len(expected.events)
+    assert [(event.event_id, event.created_on, event.created_on_ticks, event.line) for event in page.events] == [
+        (event.event_id, event.created_on, event.created_on_ticks, event.to_json().encode("utf-8"))
+        for event in expected.events
+    ]
+    assert [event.to_json() for event in page.events] == [event.to_json() for event in expected.events]
+
+
 def _assert_parses_like_the_reference(body: bytes) -> None:
     assert_parses_like_the_reference(body, _reference, events_client._read_events, parse_events_page, _assert_same)
+    assert_parses_like_the_reference(
+        body, _reference, events_client._read_event_lines, parse_event_lines, _assert_same_lines
+    )
 
 
 ORDINARY = (
@@ -190,6 +214,9 @@ def test_ordinary_pages_take_the_fast_path(events: list[str], pretty: bool, othe
     page = events_client._read_events(body.encode())
     assert page is not None
     _assert_same(page, expected)
+    lines = events_client._read_event_lines(body.encode())
+    assert lines is not None
+    _assert_same_lines(lines, expected)
 
 
 @SETTINGS
