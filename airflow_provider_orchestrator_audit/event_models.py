@@ -8,7 +8,7 @@ that is a timestamp (any fraction length).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 import msgspec
 
@@ -38,6 +38,10 @@ SOURCE_LEVELS: dict[str, EventLevel] = {"organization_events": "organization", "
 #: ``createdOn`` in ticks, any fraction length (the events' UTC shape read through a per-minute cache);
 #: :class:`TimestampError` when it is not a timestamp.
 created_on_ticks = parse_utc_timestamp
+
+
+#: The event type of a page.
+PageEvent = TypeVar("PageEvent")
 
 
 class AuditEvent(VerbatimRecord):
@@ -105,7 +109,7 @@ class AuditEvent(VerbatimRecord):
 
 
 @dataclass(frozen=True)
-class AuditEventsPage:
+class _EventsPage(Generic[PageEvent]):
     """
     One answer of the events endpoint.
 
@@ -114,9 +118,20 @@ class AuditEventsPage:
     :param next: the relative URL of newer events, if the server gave one.
     """
 
-    events: list[AuditEvent]
+    events: list[PageEvent]
     previous: str | None = None
     next: str | None = None
+
+
+@dataclass(frozen=True)
+class AuditEventsPage(_EventsPage[AuditEvent]):
+    """
+    One answer of the events endpoint, each event a whole :class:`AuditEvent`.
+
+    :param events: the events, in the order the server listed them.
+    :param previous: the relative URL of the older events (a cursor), None when there are none.
+    :param next: the relative URL of newer events, if the server gave one.
+    """
 
 
 class EventLine(msgspec.Struct, frozen=True, gc=False):
@@ -153,7 +168,7 @@ class EventLine(msgspec.Struct, frozen=True, gc=False):
 
 
 @dataclass(frozen=True)
-class EventLinesPage:
+class EventLinesPage(_EventsPage[EventLine]):
     """
     One answer of the events endpoint, each event as an :class:`EventLine`: what an export reads.
 
@@ -161,7 +176,3 @@ class EventLinesPage:
     :param previous: the relative URL of the older events (a cursor), None when there are none.
     :param next: the relative URL of newer events, if the server gave one.
     """
-
-    events: list[EventLine]
-    previous: str | None = None
-    next: str | None = None

@@ -60,7 +60,7 @@ def main() -> None:
 
     timed(drivers.OrchestratorAuditClient, "_send", "HTTP (request, answer, body: the client's transport)")
     timed(exchanges, "parse_page", "parsing pages")
-    timed(events, "parse_events_page", "parsing pages")
+    timed(events, "parse_event_lines", "parsing pages")
     timed(spool.JsonLinesSpool, "write", "spooling lines")
     timed(s3_stream.StreamingUploads, "_upload_part", "part uploads (their thread)")
     timed(s3_sink.S3JsonLinesSink, "finish", "completing the upload")

@@ -23,7 +23,7 @@ from airflow_provider_orchestrator_audit.models import AuditLogPage
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from airflow_provider_orchestrator_audit.event_models import AuditEventsPage, EventLevel, EventLinesPage
+    from airflow_provider_orchestrator_audit.event_models import AuditEventsPage, EventLevel
     from airflow_provider_orchestrator_audit.orchestrator_models import OrchestratorAuditPage
 
 __all__ = ["TEST_CONNECTION_RETRY_POLICY", "OrchestratorAuditAsyncHook", "OrchestratorAuditHook"]
@@ -178,27 +178,6 @@ class OrchestratorAuditHook(_OrchestratorAuditHookBase):
 
         query = EventsQuery(level, tenant or self.settings.tenant, from_, to, max_count, cursor)
         return self.client.fetch_events(query)
-
-    def get_audit_event_lines(
-        self,
-        level: EventLevel = "organization",
-        *,
-        tenant: str | None = None,
-        from_: str | datetime | None = None,
-        to: str | datetime | None = None,
-        max_count: int | None = None,
-        cursor: str | None = None,
-    ) -> EventLinesPage:
-        """
-        :meth:`get_audit_events` for a copy of the events: each as an
-        :class:`~airflow_provider_orchestrator_audit.event_models.EventLine`, its ``id``, its ``createdOn`` and
-        its own JSON text on one line (what the export writes), the other fields not decoded. Same parameters,
-        same checks, same errors.
-        """
-        from airflow_provider_orchestrator_audit.client.events import EventsQuery
-
-        query = EventsQuery(level, tenant or self.settings.tenant, from_, to, max_count, cursor)
-        return self.client.fetch_event_lines(query)
 
     def get_orchestrator_audit_logs(
         self,

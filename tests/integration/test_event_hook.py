@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from airflow_provider_orchestrator_audit.client.events import CursorRejectedError
+from airflow_provider_orchestrator_audit.client.events import CursorRejectedError, EventsQuery
 from airflow_provider_orchestrator_audit.client.retry import RetryPolicy
 from airflow_provider_orchestrator_audit.event_models import AuditEvent, EventLine
 from airflow_provider_orchestrator_audit.exceptions import (
@@ -63,9 +63,10 @@ def test_tenant_from_the_connection_or_the_call_and_the_cursor_chain(events_hook
 
 
 def test_event_lines_are_the_events_lines_page_by_page(events_hook):
-    """The export's reading of a chain: the same events, links and lines as the whole events give."""
+    """The export's reading of a chain (the client's event lines): the same events, links and lines as the hook's."""
     whole = events_hook.get_audit_events("tenant", from_=START, to=END, max_count=200)
-    lines = events_hook.get_audit_event_lines("tenant", from_=START, to=END, max_count=200)
+    client = events_hook.client
+    lines = client.fetch_event_lines(EventsQuery("tenant", "Finance", START, END, max_count=200))
     pages = 0
     while True:
         pages += 1
@@ -78,10 +79,10 @@ def test_event_lines_are_the_events_lines_page_by_page(events_hook):
         if whole.previous is None:
             break
         whole = events_hook.get_audit_events("tenant", cursor=whole.previous)
-        lines = events_hook.get_audit_event_lines("tenant", cursor=lines.previous)
+        lines = client.fetch_event_lines(EventsQuery("tenant", "Finance", cursor=lines.previous))
     assert pages > 1
     with pytest.raises(OrchestratorRequestError, match="'Nope'"):
-        events_hook.get_audit_event_lines("tenant", tenant="Nope", max_count=1)
+        client.fetch_event_lines(EventsQuery("tenant", "Nope", max_count=1))
 
 
 def test_a_tenant_level_read_without_a_tenant_fails_before_any_request(orchestrator, orchestrator_conn):

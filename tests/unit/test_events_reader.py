@@ -9,8 +9,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from airflow_provider_orchestrator_audit.client.events import CursorRejectedError, parse_events_page
-from airflow_provider_orchestrator_audit.event_models import AuditEventsPage
+from airflow_provider_orchestrator_audit.client.events import CursorRejectedError, parse_event_lines
+from airflow_provider_orchestrator_audit.event_models import EventLinesPage
 from airflow_provider_orchestrator_audit.export.events_reader import EventWindowReader
 from airflow_provider_orchestrator_audit.paging import AuditWindow, PagingError
 from airflow_provider_orchestrator_audit.paging.event_slices import EventsRequest
@@ -29,7 +29,7 @@ class Fetcher:
         self.active = self.most_active = 0
         self.lock = threading.Lock()
 
-    def __call__(self, request: EventsRequest) -> AuditEventsPage:
+    def __call__(self, request: EventsRequest) -> EventLinesPage:
         with self.lock:
             self.active += 1
             self.most_active = max(self.most_active, self.active)
@@ -44,7 +44,7 @@ class Fetcher:
             answer = self.listing.answer(STREAM, params, time.monotonic())
             if answer.status != 200:
                 raise CursorRejectedError(answer.body.decode())
-            return parse_events_page(answer.body)
+            return parse_event_lines(answer.body)  # what the export reads
         finally:
             with self.lock:
                 self.active -= 1
@@ -81,7 +81,7 @@ def test_an_empty_window_reads_nothing() -> None:
 
 
 def test_a_failing_request_ends_the_read() -> None:
-    def fetch(request: EventsRequest) -> AuditEventsPage:
+    def fetch(request: EventsRequest) -> EventLinesPage:
         raise PagingError("broken")
 
     with pytest.raises(PagingError, match="broken"):
