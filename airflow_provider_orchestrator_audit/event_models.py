@@ -133,6 +133,8 @@ class AuditEventsPage(_EventsPage[AuditEvent]):
     :param next: the relative URL of newer events, if the server gave one.
     """
 
+    events: list[AuditEvent]  # the type, for whatever reads the class's hints (the field stays first)
+
 
 class EventLine(msgspec.Struct, frozen=True, gc=False):
     """
@@ -161,6 +163,9 @@ class EventLine(msgspec.Struct, frozen=True, gc=False):
         """:attr:`line` as text."""
         return self.line.decode("utf-8")
 
+    def __repr__(self) -> str:  # not the line: a repr in a log shows no event's content
+        return f"EventLine(id={self.event_id!r}, createdOn={self.created_on!r})"
+
     @classmethod
     def of(cls, event: AuditEvent) -> EventLine:
         """The line of an :class:`AuditEvent` (one read by the reference parser, or built by hand)."""
@@ -176,3 +181,5 @@ class EventLinesPage(_EventsPage[EventLine]):
     :param previous: the relative URL of the older events (a cursor), None when there are none.
     :param next: the relative URL of newer events, if the server gave one.
     """
+
+    events: list[EventLine]

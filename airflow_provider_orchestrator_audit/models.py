@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler
 from pydantic_core import core_schema
 
 from airflow_provider_orchestrator_audit.timestamps import Ticks, TimestampError, parse_timestamp, ticks_to_datetime
+from airflow_provider_orchestrator_audit.verbatim import one_line_json
 
 __all__ = ["AuditLogEntry", "AuditLogPage", "TokenGrant"]
 
@@ -34,10 +35,6 @@ def one_line(source: str) -> str | None:
     if "\u2028" in source or "\u2029" in source:
         return source.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
     return source
-
-
-# One encoder, built once: json.dumps() with options builds a new one on every call, 3x slower.
-_LINE_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def _documented_field(name: str) -> property:
@@ -147,10 +144,7 @@ class AuditLogEntry:
         """
         if self._line is not None:
             return self._line.decode("utf-8")  # the server's own text: valid JSON, one line, nothing re-encoded
-        text = _LINE_ENCODER.encode(self._fields())
-        if "\u2028" in text or "\u2029" in text:
-            text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
-        return text
+        return one_line_json(self._fields())
 
     def to_json_bytes(self) -> bytes:
         """:meth:`to_json` as UTF-8, the form the export writes (for the server's own text, without a copy)."""

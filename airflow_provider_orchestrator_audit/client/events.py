@@ -348,6 +348,8 @@ def _columns(
     :param around: bytes that hold all the spans (the body, or the array): looked at once for what is rare.
     :raises ValueError: when an event is not UTF-8 or its ``createdOn`` is not a timestamp.
     """
+    if len(spans) != len(heads):  # the two passes read different arrays: left to the scanner
+        return None
     event_ids = [head.id for head in heads]
     created_ons = [head.createdOn for head in heads]
     # Every id a non-empty string and every createdOn a string, checked over the page at once; the createdOn

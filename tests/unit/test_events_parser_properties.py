@@ -187,6 +187,7 @@ ORDINARY = (
 @example(b'{"auditEvents":[{"id":"a","createdOn":"2026-01-31T13:05:12.345Z"}],"extra":"\xff"}')
 # Pretty-printed events are re-encoded; not UTF-8 inside an event; createdOn the cache must refuse.
 @example(b'{"auditEvents":[{\n"id":"a",\n"createdOn":"2026-01-31T13:05:12.345Z","n":1.10}]}')
+@example(b'{"auditEvents":[{\n"id":"a",\n"createdOn":"2026-01-31T13:05:12.345Z","s":"\\ud800 \\ud83d\\ude00"}]}')
 @example(b'{"auditEvents":[{"id":"a","createdOn":"2026-01-31T13:05:12.345Z","s":"\xff"}]}')
 @example(b'{"auditEvents":[{"id":"a","createdOn":"2026-01-31T13:05:60.345Z"}]}')
 @example(b'{"auditEvents":[{"id":"a","createdOn":"2026-01-31T13:05:12.Z"}]}')

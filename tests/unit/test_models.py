@@ -50,3 +50,13 @@ def test_absent_optional_fields_stay_absent():
 def test_wrong_shapes_are_rejected(body):
     with pytest.raises(ValidationError):
         AuditLogPage.model_validate_json(json.dumps(body))
+
+
+def test_a_lone_surrogate_in_a_reencoded_entry_is_written_escaped():
+    """Fields decoded from ``"\\ud800"`` (valid JSON) hold a code point UTF-8 cannot encode: escaped again."""
+    entry = AuditLogPage.model_validate(
+        {"totalCount": 1, "results": [{"createdOn": ENTRY["createdOn"], "message": "\ud800 \U0001f600 \u2028"}]}
+    ).results[0]
+    line = entry.to_json_bytes().decode("utf-8")
+    assert line == '{"createdOn":"2021-10-14T13:10:15.1964174+00:00","message":"\\ud800 \U0001f600 \\u2028"}'
+    assert json.loads(line)["message"] == "\ud800 \U0001f600 \u2028"

@@ -50,3 +50,12 @@ def test_an_event_line_of_an_event_keeps_its_text() -> None:
     line = EventLine.of(event)
     assert (line.event_id, line.created_on, line.created_on_ticks) == ("x", event.created_on, event.created_on_ticks)
     assert line.to_json_bytes() == event.to_json_bytes() and line.to_json() == event.to_json()
+
+
+def test_a_pretty_printed_event_with_a_lone_surrogate_is_written_escaped() -> None:
+    body = b'{"auditEvents":[{\n "id": "a",\n "createdOn": "2026-01-31T13:05:12Z", "s": "\\ud800 \\ud83d\\ude00"}]}'
+    written = spooled([parse_event_lines(body).events], None)
+    assert written == spooled([parse_events_page(body).events], None)
+    line = b"".join(written).decode("utf-8")
+    assert line == '{"id":"a","createdOn":"2026-01-31T13:05:12Z","s":"\\ud800 \U0001f600"}\n'
+    assert json.loads(line)["s"] == "\ud800 \U0001f600"
