@@ -15,6 +15,17 @@ from typing import Any
 from airflow_provider_orchestrator_audit.compat import AIRFLOW_V_3_0_PLUS, AIRFLOW_V_3_1_PLUS, AIRFLOW_V_3_2_PLUS
 
 
+def run_example(dag_id: str, logical_date: datetime) -> Any:
+    """One run of the example DAG ``dag_id`` (its file put in the DAG folder for the run) through ``dag.test()``."""
+    from tests.integration.airflow_runs import install_example, load_dag
+
+    path = install_example(f"{dag_id}.py")
+    try:
+        return run_dag_test(load_dag(path, dag_id), logical_date)
+    finally:
+        path.unlink()
+
+
 def run_dag_test(dag: Any, logical_date: datetime) -> Any:
     """
     One run of ``dag`` through ``dag.test()``; returns its DAG run.

@@ -8,9 +8,8 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.conftest import set_connection
-from tests.integration.airflow_runs import install_example, load_dag
 from tests.integration.test_event_export import event_lines, object_lines
-from tests.lines.airflow_line import run_dag_test
+from tests.lines.airflow_line import run_example
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
@@ -24,11 +23,7 @@ KEY = (
 def test_the_example_exports_the_default_tenants_events_of_its_hour(orchestrator, bucket, s3_server, monkeypatch):
     set_connection(monkeypatch, "orchestrator_audit_default", orchestrator.airflow_connection())
     monkeypatch.setenv("AIRFLOW_VAR_ORCHESTRATOR_AUDIT_BUCKET", bucket)
-    path = install_example(f"{DAG_ID}.py")
-    try:
-        run = run_dag_test(load_dag(path, DAG_ID), datetime(2026, 1, 1, 1, tzinfo=UTC))
-    finally:
-        path.unlink()
+    run = run_example(DAG_ID, datetime(2026, 1, 1, 1, tzinfo=UTC))
     assert run.state == "success"
     assert s3_server.list_keys(bucket) == [KEY]
     expected = event_lines(orchestrator, "DefaultTenant", ("2026-01-01T00:00:00Z", "2026-01-01T01:00:00Z"))

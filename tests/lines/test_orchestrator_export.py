@@ -10,8 +10,7 @@ import pytest
 
 from airflow_provider_orchestrator_audit.timestamps import to_ticks
 from tests.conftest import set_connection
-from tests.integration.airflow_runs import install_example, load_dag
-from tests.lines.airflow_line import run_dag_test, xcom_value
+from tests.lines.airflow_line import run_example, xcom_value
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
@@ -33,11 +32,7 @@ def hour_lines(server) -> list[str]:
 def test_the_example_exports_the_connections_tenant_for_its_hour(orchestrator, bucket, s3_server, monkeypatch):
     set_connection(monkeypatch, "orchestrator_audit_default", orchestrator.airflow_connection(tenant=TENANT))
     monkeypatch.setenv("AIRFLOW_VAR_ORCHESTRATOR_AUDIT_BUCKET", bucket)
-    path = install_example(f"{DAG_ID}.py")
-    try:
-        run = run_dag_test(load_dag(path, DAG_ID), datetime(2026, 1, 1, 1, tzinfo=UTC))
-    finally:
-        path.unlink()
+    run = run_example(DAG_ID, datetime(2026, 1, 1, 1, tzinfo=UTC))
     assert run.state == "success"
     expected = hour_lines(orchestrator)
     assert len(expected) > 1000
