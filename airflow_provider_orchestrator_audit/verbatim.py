@@ -20,6 +20,8 @@ __all__ = ["VerbatimRecord", "escape_line_separators", "one_line_json", "utf8_li
 
 # Raw line breaks in JSON text can only sit between tokens (pretty printing): such text is re-encoded.
 _BREAKS = re.compile("[\n\r]")
+# Code points a JSON string may hold (escaped) but UTF-8 cannot encode.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 # One encoder, built once: json.dumps() with options builds a new one on every call, 3x slower.
 _LINE_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
@@ -44,8 +46,6 @@ def one_line_json(raw: Mapping[str, Any]) -> str:
         return text
     return _LONE_SURROGATE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
-
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 # U+2028 and U+2029 in UTF-8; in valid UTF-8 these bytes stand for nothing else.
 _LINE_SEPARATOR, _PARAGRAPH_SEPARATOR = "\u2028".encode(), "\u2029".encode()

@@ -53,7 +53,7 @@ from airflow_provider_orchestrator_audit.event_models import (
 from airflow_provider_orchestrator_audit.exceptions import OrchestratorConfigError, OrchestratorRequestError
 from airflow_provider_orchestrator_audit.timestamps import Ticks, parse_utc_timestamps
 from airflow_provider_orchestrator_audit.validation import INT32_MAX, checked_int
-from airflow_provider_orchestrator_audit.verbatim import utf8_line
+from airflow_provider_orchestrator_audit.verbatim import one_line_json, utf8_line
 
 __all__ = [
     "CursorRejectedError",
@@ -387,8 +387,7 @@ def _one_line(line: bytes) -> bytes:
 
     :raises ValueError: when it is not UTF-8.
     """
-    text = str(line, "utf-8")
-    return AuditEvent(json.loads(text), text).to_json_bytes()
+    return one_line_json(json.loads(str(line, "utf-8"))).encode("utf-8")
 
 
 def _scan_events_page(body: bytes) -> AuditEventsPage:
